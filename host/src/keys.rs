@@ -1,0 +1,80 @@
+//! The Redis key layout of one queue.
+//!
+//! Producers push onto the list named after the queue (`task_queue`). Every
+//! key Sluice derives from it starts with the queue name in braces, a Redis
+//! Cluster *hash tag*: `{task_queue}:…` hashes to the same slot as
+//! `task_queue` itself, so every Lua script touches a single slot
+//! (<https://redis.io/docs/reference/cluster-spec/#hash-tags>).
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `Q` | list | pending messages; producers `RPUSH`, workers take from the left |
+//! | `{Q}:inflight:<worker>` | list | messages a worker has taken and not yet acknowledged |
+//! | `{Q}:workers` | hash | worker id → lease expiry (Unix ms, Redis server clock) |
+//! | `{Q}:delayed` | sorted set | messages waiting for a retry or a `delay_ms`/`run_at`, scored by due time (ms) |
+//! | `{Q}:crashes` | hash | SHA-1 of a message → times it was in flight on a worker that died |
+//! | `{Q}:dead` | hash | task id → dead letter (JSON) |
+//! | `{Q}:dead:index` | sorted set | task id → time it was dead-lettered (ms), for listing and trimming |
+//! | `{Q}:result:<id>` | string | the task's result record (JSON), with a TTL |
+//! | `{Q}:stats` | hash | counters: processed, succeeded, failed, retried, dead, recovered |
+
+/// The keys of one queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueKeys {
+    /// The pending list, named exactly as producers name it.
+    pub pending: String,
+    /// Hash of worker leases.
+    pub workers: String,
+    /// Sorted set of delayed messages.
+    pub delayed: String,
+    /// Crash counters per message.
+    pub crashes: String,
+    /// Dead letters by id.
+    pub dead: String,
+    /// Dead-letter ids by time.
+    pub dead_index: String,
+    /// Counters.
+    pub stats: String,
+    prefix: String,
+}
+
+impl QueueKeys {
+    /// The layout for the queue whose pending list is `queue`.
+    pub fn new(queue: &str) -> QueueKeys {
+        let prefix = format!("{{{queue}}}");
+        QueueKeys {
+            pending: queue.to_owned(),
+            workers: format!("{prefix}:workers"),
+            delayed: format!("{prefix}:delayed"),
+            crashes: format!("{prefix}:crashes"),
+            dead: format!("{prefix}:dead"),
+            dead_index: format!("{prefix}:dead:index"),
+            stats: format!("{prefix}:stats"),
+            prefix,
+        }
+    }
+
+    /// The in-flight list of worker `worker_id`.
+    pub fn inflight(&self, worker_id: &str) -> String {
+        format!("{}:inflight:{worker_id}", self.prefix)
+    }
+
+    /// The result record key of task `id`.
+    pub fn result(&self, id: &str) -> String {
+        format!("{}:result:{id}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_keys_share_the_queue_hash_tag() {
+        let k = QueueKeys::new("task_queue");
+        assert_eq!(k.pending, "task_queue");
+        assert_eq!(k.inflight("w1"), "{task_queue}:inflight:w1");
+        assert_eq!(k.result("42"), "{task_queue}:result:42");
+        assert_eq!(k.dead_index, "{task_queue}:dead:index");
+    }
+}

@@ -1,0 +1,29 @@
+//! Sluice: a Redis task-queue worker that runs every task in a sandboxed
+//! WebAssembly component.
+//!
+//! Producers push JSON messages onto a Redis list exactly as in the classic
+//! pattern (`RPUSH task_queue '{"task_type": "parse_log_file", "params": {...}}'`);
+//! a Sluice worker takes them off, routes each `task_type` to the plugin
+//! component that claims it, runs the task in a fresh wasmtime instance with
+//! the plugin's memory, time and capability limits, and writes a result
+//! record back to Redis.
+//!
+//! Map of the crate, one module per concept:
+//! - [`message`]: the wire format producers push, parsed without copying `params`.
+//! - [`manifest`]: a plugin's `NAME.toml` — limits and capabilities.
+//! - [`sandbox`]: the wasmtime engine, per-task stores, epoch deadlines, WASI grants.
+//! - [`registry`]: loading a plugins directory and routing task types to plugins.
+//! - [`keys`]: the Redis key layout of one queue (Cluster hash-tagged).
+//! - [`record`]: result records and dead letters, as stored in Redis.
+//! - [`queue`]: the Redis side of the protocol — fetch, leases, acknowledgement.
+//! - [`worker`]: the worker loop that ties them together.
+#![deny(missing_docs)]
+
+pub mod keys;
+pub mod manifest;
+pub mod message;
+pub mod queue;
+pub mod record;
+pub mod registry;
+pub mod sandbox;
+pub mod worker;

@@ -1,0 +1,187 @@
+//! The `sluice` command line: run a worker, inspect results.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use sluice::queue::{Queue, Retention};
+use sluice::registry::Registry;
+use sluice::sandbox::{Sandbox, SandboxConfig};
+use sluice::worker::{RetryPolicy, Worker, WorkerConfig};
+
+/// Sluice: a Redis task-queue worker that runs every task in a sandboxed
+/// WebAssembly component.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the queue lives.
+#[derive(clap::Args, Clone)]
+struct QueueArgs {
+    /// Redis URL.
+    #[arg(long, env = "SLUICE_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// Name of the Redis list producers push onto.
+    #[arg(long, env = "SLUICE_QUEUE", default_value = "task_queue")]
+    queue: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Take tasks from the queue and run them in sandboxed plugins.
+    Worker(WorkerArgs),
+    /// Print the result record of a task (JSON).
+    Result {
+        #[command(flatten)]
+        queue: QueueArgs,
+        /// Task id.
+        id: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct WorkerArgs {
+    #[command(flatten)]
+    queue: QueueArgs,
+    /// Directory of plugin components (`NAME.wasm` plus optional `NAME.toml`).
+    #[arg(long, env = "SLUICE_PLUGINS", default_value = "target/plugins")]
+    plugins: PathBuf,
+    /// Tasks run at once.
+    #[arg(long, env = "SLUICE_CONCURRENCY", default_value_t = 8)]
+    concurrency: usize,
+    /// Exit 0 once the queue is empty and nothing is in flight.
+    #[arg(long, env = "SLUICE_BURST")]
+    burst: bool,
+    /// Seconds in-flight tasks get to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "SLUICE_GRACE_SECS", default_value_t = 30)]
+    grace_secs: u64,
+    /// Lease length in ms: a worker silent this long is presumed dead and
+    /// its tasks are recovered.
+    #[arg(long, env = "SLUICE_LEASE_MS", default_value_t = 15_000)]
+    lease_ms: u64,
+    /// Lease renewal and reaper period, ms.
+    #[arg(long, env = "SLUICE_HEARTBEAT_MS", default_value_t = 5_000)]
+    heartbeat_ms: u64,
+    /// Default retries after the first attempt.
+    #[arg(long, env = "SLUICE_MAX_RETRIES", default_value_t = 5)]
+    max_retries: u32,
+    /// Default first retry delay, ms (doubles per attempt).
+    #[arg(long, env = "SLUICE_BACKOFF_BASE_MS", default_value_t = 1_000)]
+    backoff_base_ms: u64,
+    /// Default largest retry delay, ms.
+    #[arg(long, env = "SLUICE_BACKOFF_CAP_MS", default_value_t = 3_600_000)]
+    backoff_cap_ms: u64,
+    /// Worker crashes a task may live through before it is dead-lettered as poison.
+    #[arg(long, env = "SLUICE_MAX_CRASHES", default_value_t = 3)]
+    max_crashes: u32,
+    /// TTL of result records, seconds.
+    #[arg(long, env = "SLUICE_RESULT_TTL_SECS", default_value_t = 86_400)]
+    result_ttl_secs: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Worker(args) => worker(args).await,
+            Command::Result { queue, id } => result(queue, &id).await,
+        }
+    })
+}
+
+async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
+    let sandbox = Sandbox::new(SandboxConfig {
+        max_instances: u32::try_from(args.concurrency * 2 + 8).unwrap_or(u32::MAX),
+        ..SandboxConfig::default()
+    })?;
+    let registry = Registry::load_dir(&sandbox, &args.plugins)
+        .await
+        .with_context(|| format!("cannot load plugins from {}", args.plugins.display()))?;
+    for plugin in registry.plugins() {
+        tracing::info!(plugin = plugin.name(), task_types = ?plugin.task_types(), "plugin loaded");
+    }
+    let retention = Retention {
+        result_ttl_secs: args.result_ttl_secs,
+        ..Retention::default()
+    };
+    let queue = Queue::connect(&args.queue.redis_url, &args.queue.queue, retention)
+        .await
+        .with_context(|| format!("cannot connect to redis at {}", args.queue.redis_url))?;
+    warn_if_evicting(&queue).await;
+    let config = WorkerConfig {
+        concurrency: args.concurrency,
+        burst: args.burst,
+        lease: Duration::from_millis(args.lease_ms),
+        heartbeat: Duration::from_millis(args.heartbeat_ms),
+        grace: Duration::from_secs(args.grace_secs),
+        retry: RetryPolicy {
+            max_retries: args.max_retries,
+            base_ms: args.backoff_base_ms,
+            cap_ms: args.backoff_cap_ms,
+        },
+        max_crashes: args.max_crashes,
+        ..WorkerConfig::default()
+    };
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
+    let worker = Worker::new(queue, registry, sandbox, config, &format!("{host}:{}", std::process::id()));
+    worker.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Warns when Redis may evict keys under memory pressure: an evicted lease
+/// or in-flight list would break the delivery guarantee.
+async fn warn_if_evicting(queue: &Queue) {
+    let reply: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query_async(&mut queue.connection())
+        .await;
+    if let Ok(values) = reply
+        && let Some(policy) = values.get(1)
+        && policy != "noeviction"
+    {
+        tracing::warn!(policy, "redis maxmemory-policy can evict keys; use noeviction so no lease, in-flight list or task is lost");
+    }
+}
+
+async fn result(args: QueueArgs, id: &str) -> anyhow::Result<()> {
+    let queue = Queue::connect(&args.redis_url, &args.queue, Retention::default()).await?;
+    let record: Option<String> = redis::cmd("GET")
+        .arg(queue.keys().result(id))
+        .query_async(&mut queue.connection())
+        .await?;
+    match record {
+        Some(json) => {
+            let value: serde_json::Value = serde_json::from_str(&json)?;
+            println!("{}", serde_json::to_string_pretty(&value)?);
+            Ok(())
+        }
+        None => anyhow::bail!("no result for task {id:?} in queue {:?} (unknown id, not finished yet, or expired)", args.queue),
+    }
+}

@@ -1,0 +1,238 @@
+//! A plugin's manifest: the optional `NAME.toml` beside `NAME.wasm`.
+//!
+//! The manifest sets the sandbox of every task the plugin runs: its
+//! wall-clock timeout, its linear-memory limit, and the capabilities it is
+//! granted (directories, environment variables). Anything not granted is
+//! denied: by default a plugin has no filesystem, no environment and no
+//! network, 64 MiB of memory and 30 s per task.
+//!
+//! ```toml
+//! version = "1.2.0"            # shown in result records
+//! timeout_ms = 30000           # wall-clock limit per task, ms
+//! memory_bytes = 67108864      # linear-memory limit per task, bytes
+//! inherit_env = ["TZ"]         # host variables passed through (if set)
+//! env = { MODE = "fast" }      # fixed variables
+//! max_retries = 5              # retries after the first attempt
+//! backoff_base_ms = 1000       # first retry delay, doubled per attempt
+//! backoff_cap_ms = 3600000     # largest retry delay
+//!
+//! [[dir]]
+//! host = "data"                # relative paths are relative to the manifest's folder
+//! guest = "/data"
+//! mode = "read-write"          # or "read-only" (the default)
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default wall-clock limit per task: 30 s.
+pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+/// Default linear-memory limit per task: 64 MiB.
+pub const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Errors reading a manifest; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The file exists but could not be read.
+    #[error("cannot read manifest {path}: {source}")]
+    Io {
+        /// The manifest file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid manifest TOML (unknown keys are errors too).
+    #[error("invalid manifest {path}: {message}")]
+    Invalid {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong, from the TOML parser or a check.
+        message: String,
+    },
+}
+
+/// Access granted to a preopened directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum DirMode {
+    /// The plugin may read files and list directories.
+    #[default]
+    ReadOnly,
+    /// The plugin may also create, write and remove files.
+    ReadWrite,
+}
+
+/// A host directory made visible to the plugin (a WASI preopen).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirGrant {
+    /// Host path; a relative path is resolved against the manifest's folder.
+    pub host: PathBuf,
+    /// Path the plugin sees, e.g. `/data`.
+    pub guest: String,
+    /// Read-only (default) or read-write.
+    #[serde(default)]
+    pub mode: DirMode,
+}
+
+/// A plugin's limits and capabilities.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Free-form version text shown in result records, e.g. "1.2.0".
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Wall-clock limit per task in milliseconds, enforced by epoch interruption.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Linear-memory limit per task in bytes (all memories of the instance together).
+    #[serde(default = "default_memory_bytes")]
+    pub memory_bytes: u64,
+    /// Names of host environment variables passed through when set.
+    #[serde(default)]
+    pub inherit_env: Vec<String>,
+    /// Environment variables with fixed values.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Directories the plugin may access.
+    #[serde(default, rename = "dir")]
+    pub dirs: Vec<DirGrant>,
+    /// Retries allowed after the first attempt for this plugin's task types
+    /// (the worker's default when absent; a task's `max_retries` wins).
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    /// First retry delay, ms, doubled per attempt (worker default when absent).
+    #[serde(default)]
+    pub backoff_base_ms: Option<u64>,
+    /// Largest retry delay, ms (worker default when absent).
+    #[serde(default)]
+    pub backoff_cap_ms: Option<u64>,
+}
+
+fn default_timeout_ms() -> u64 {
+    DEFAULT_TIMEOUT_MS
+}
+
+fn default_memory_bytes() -> u64 {
+    DEFAULT_MEMORY_BYTES
+}
+
+impl Default for Manifest {
+    fn default() -> Self {
+        Manifest {
+            version: None,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            inherit_env: Vec::new(),
+            env: BTreeMap::new(),
+            dirs: Vec::new(),
+            max_retries: None,
+            backoff_base_ms: None,
+            backoff_cap_ms: None,
+        }
+    }
+}
+
+impl Manifest {
+    /// Reads the manifest at `path`, or returns the defaults when the file
+    /// does not exist. Relative `dir.host` paths are made absolute against
+    /// the manifest's folder, and read-write directories are created when
+    /// missing.
+    ///
+    /// # Errors
+    /// [`ManifestError`] when the file cannot be read, is not valid TOML, has
+    /// unknown keys, a zero timeout or memory limit, a read-only directory
+    /// that does not exist, or a guest path that is not absolute.
+    pub fn load_or_default(path: &Path) -> Result<Manifest, ManifestError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Manifest::default()),
+            Err(source) => {
+                return Err(ManifestError::Io {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        let invalid = |message: String| ManifestError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        let mut manifest: Manifest = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        if manifest.timeout_ms == 0 {
+            return Err(invalid("timeout_ms must be greater than 0".into()));
+        }
+        if manifest.memory_bytes == 0 {
+            return Err(invalid("memory_bytes must be greater than 0".into()));
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        for dir in &mut manifest.dirs {
+            if !dir.guest.starts_with('/') {
+                return Err(invalid(format!(
+                    "dir.guest {:?} must be an absolute path such as \"/data\"",
+                    dir.guest
+                )));
+            }
+            if dir.host.is_relative() {
+                dir.host = base.join(&dir.host);
+            }
+            match dir.mode {
+                DirMode::ReadWrite => std::fs::create_dir_all(&dir.host).map_err(|e| {
+                    invalid(format!("cannot create dir {}: {e}", dir.host.display()))
+                })?,
+                DirMode::ReadOnly if !dir.host.is_dir() => {
+                    return Err(invalid(format!(
+                        "read-only dir {} does not exist",
+                        dir.host.display()
+                    )));
+                }
+                DirMode::ReadOnly => {}
+            }
+        }
+        Ok(manifest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_gives_defaults() {
+        let m = Manifest::load_or_default(Path::new("/nonexistent/x.toml")).unwrap();
+        assert_eq!(m, Manifest::default());
+        assert_eq!(m.timeout_ms, 30_000);
+        assert_eq!(m.memory_bytes, 64 << 20);
+        assert!(m.dirs.is_empty() && m.env.is_empty() && m.inherit_env.is_empty());
+    }
+
+    #[test]
+    fn relative_dirs_resolve_against_manifest_folder() {
+        let tmp = std::env::temp_dir().join(format!("sluice-manifest-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let path = tmp.join("p.toml");
+        std::fs::write(
+            &path,
+            "timeout_ms = 500\n[[dir]]\nhost = \"out\"\nguest = \"/data\"\nmode = \"read-write\"\n",
+        )
+        .unwrap();
+        let m = Manifest::load_or_default(&path).unwrap();
+        assert_eq!(m.timeout_ms, 500);
+        assert_eq!(m.dirs[0].host, tmp.join("out"));
+        assert!(tmp.join("out").is_dir(), "read-write dir is created");
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let tmp = std::env::temp_dir().join(format!("sluice-manifest-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let path = tmp.join("p.toml");
+        std::fs::write(&path, "timeout = 5\n").unwrap();
+        let err = Manifest::load_or_default(&path).unwrap_err().to_string();
+        assert!(err.contains("p.toml") && err.contains("timeout"), "{err}");
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+}

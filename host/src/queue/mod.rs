@@ -1,0 +1,381 @@
+//! The Redis side of the queue protocol: fetch, leases, acknowledgement,
+//! retries, recovery. Every state change is one atomic Lua script that
+//! touches the keys of one queue (one Cluster slot, see [`crate::keys`]).
+//!
+//! Delivery is **at-least-once**, after the Redis "reliable queue" pattern
+//! (<https://redis.io/docs/latest/commands/lmove/#pattern-reliable-queue>):
+//! - a worker moves messages atomically from the pending list into its own
+//!   in-flight list (`BLMOVE` when idle, a batched `LMOVE` script when busy);
+//! - it holds a *lease* (`{Q}:workers`, expiry on the Redis server's clock)
+//!   that it renews on a heartbeat;
+//! - acknowledgement ([`Queue::finish`]) and retry scheduling
+//!   ([`Queue::reschedule`]) are fenced: they only act if the worker still
+//!   holds its lease and the message is still in its list;
+//! - any worker's reaper ([`Queue::reap`]) puts the in-flight messages of a
+//!   worker whose lease expired back at the head of the pending list.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Client, Script};
+
+use crate::keys::QueueKeys;
+
+/// Errors talking to Redis.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// A Redis command or connection failed.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Result alias for queue operations.
+pub type QueueResult<T> = Result<T, QueueError>;
+
+macro_rules! script {
+    ($file:literal) => {
+        Script::new(concat!(include_str!("lua/common.lua"), include_str!(concat!("lua/", $file))))
+    };
+}
+
+struct Scripts {
+    register: Script,
+    renew: Script,
+    fetch: Script,
+    finish: Script,
+    reschedule: Script,
+    promote: Script,
+    reap: Script,
+    release: Script,
+}
+
+impl Scripts {
+    fn new() -> Scripts {
+        Scripts {
+            register: script!("register.lua"),
+            renew: script!("renew.lua"),
+            fetch: script!("fetch.lua"),
+            finish: script!("finish.lua"),
+            reschedule: script!("reschedule.lua"),
+            promote: script!("promote.lua"),
+            reap: script!("reap.lua"),
+            release: script!("release.lua"),
+        }
+    }
+}
+
+/// Retention settings for what the queue writes.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    /// TTL of result records, seconds (default 24 h).
+    pub result_ttl_secs: u64,
+    /// Dead letters kept at most (oldest trimmed first; default 10 000).
+    pub dead_cap: u64,
+    /// Dead letters older than this are trimmed, ms (default 7 days).
+    pub dead_ttl_ms: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            result_ttl_secs: 24 * 3600,
+            dead_cap: 10_000,
+            dead_ttl_ms: 7 * 24 * 3600 * 1000,
+        }
+    }
+}
+
+/// What [`Queue::finish`] writes.
+#[derive(Debug, Clone)]
+pub struct Finish<'a> {
+    /// The message exactly as it was fetched.
+    pub message: &'a [u8],
+    /// The task id (result key).
+    pub id: &'a str,
+    /// The result record, JSON.
+    pub record: &'a str,
+    /// `succeeded` or `failed`: the stats counter to bump.
+    pub status: &'a str,
+    /// The dead letter (JSON) to keep, when the task failed for good.
+    pub dead_letter: Option<&'a str>,
+}
+
+/// One queue on one Redis server (or Cluster slot).
+#[derive(Clone)]
+pub struct Queue {
+    conn: ConnectionManager,
+    client: Client,
+    keys: QueueKeys,
+    retention: Retention,
+    scripts: std::sync::Arc<Scripts>,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("keys", &self.keys).finish_non_exhaustive()
+    }
+}
+
+impl Queue {
+    /// Connects to `redis_url` for queue `queue`. The connection reconnects
+    /// by itself, with exponential backoff, whenever Redis goes away.
+    ///
+    /// # Errors
+    /// [`QueueError::Redis`] when the URL is invalid or the first connection fails.
+    pub async fn connect(redis_url: &str, queue: &str, retention: Retention) -> QueueResult<Queue> {
+        let client = Client::open(redis_url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_secs(2))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_connection_timeout(Some(Duration::from_secs(2)));
+        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        Ok(Queue {
+            conn,
+            client,
+            keys: QueueKeys::new(queue),
+            retention,
+            scripts: std::sync::Arc::new(Scripts::new()),
+        })
+    }
+
+    /// The queue's key layout.
+    pub fn keys(&self) -> &QueueKeys {
+        &self.keys
+    }
+
+    /// The retention settings.
+    pub fn retention(&self) -> &Retention {
+        &self.retention
+    }
+
+    /// A fresh connection for blocking commands (`BLMOVE`), which would
+    /// stall every other request sharing a multiplexed connection.
+    ///
+    /// # Errors
+    /// When the connection cannot be made.
+    pub async fn blocking_connection(&self, block: Duration) -> QueueResult<MultiplexedConnection> {
+        let config = AsyncConnectionConfig::new()
+            .set_response_timeout(Some(block + Duration::from_secs(5)))
+            .set_connection_timeout(Some(Duration::from_secs(2)));
+        Ok(self.client.get_multiplexed_async_connection_with_config(&config).await?)
+    }
+
+    /// The shared multiplexed connection, for commands of the CLI.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Registers (or re-registers) `worker_id` with a lease of `lease`.
+    /// Returns the expiry, Unix ms on the Redis server's clock.
+    ///
+    /// # Errors
+    /// On Redis errors.
+    pub async fn register(&self, worker_id: &str, lease: Duration) -> QueueResult<u64> {
+        Ok(self
+            .scripts
+            .register
+            .key(&self.keys.workers)
+            .arg(worker_id)
+            .arg(lease.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Renews the lease of `worker_id`. Returns false when the lease was
+    /// already lost (expired, or reaped): the worker must stop its tasks.
+    ///
+    /// # Errors
+    /// On Redis errors.
+    pub async fn renew(&self, worker_id: &str, lease: Duration) -> QueueResult<bool> {
+        let renewed: i64 = self
+            .scripts
+            .renew
+            .key(&self.keys.workers)
+            .arg(worker_id)
+            .arg(lease.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(renewed == 1)
+    }
+
+    /// Moves up to `max` pending messages into the in-flight list of
+    /// `worker_id` without blocking. `None` means the lease was lost.
+    ///
+    /// # Errors
+    /// On Redis errors.
+    pub async fn fetch_batch(&self, worker_id: &str, max: usize) -> QueueResult<Option<Vec<Vec<u8>>>> {
+        Ok(self
+            .scripts
+            .fetch
+            .key(&self.keys.pending)
+            .key(self.keys.inflight(worker_id))
+            .key(&self.keys.workers)
+            .arg(worker_id)
+            .arg(max)
+            .invoke_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Waits up to `block` for one pending message and moves it into the
+    /// in-flight list of `worker_id` (`BLMOVE`), on a blocking connection.
+    ///
+    /// # Errors
+    /// On Redis errors.
+    pub async fn fetch_blocking(
+        &self,
+        conn: &mut MultiplexedConnection,
+        worker_id: &str,
+        block: Duration,
+    ) -> QueueResult<Option<Vec<u8>>> {
+        Ok(redis::cmd("BLMOVE")
+            .arg(&self.keys.pending)
+            .arg(self.keys.inflight(worker_id))
+            .arg("LEFT")
+            .arg("RIGHT")
+            .arg(block.as_secs_f64())
+            .query_async(conn)
+            .await?)
+    }
+
+    /// Acknowledges a message for good (see [`Finish`]). Returns false when
+    /// fenced off: the lease was lost or the message is no longer ours.
+    ///
+    /// # Errors
+    /// On Redis errors.
+    pub async fn finish(&self, worker_id: &str, finish: &Finish<'_>) -> QueueResult<bool> {
+        let acked: i64 = self
+            .scripts
+            .finish
+            .key(&self.keys.workers)
+            .key(self.keys.inflight(worker_id))
+            .key(self.keys.result(finish.id))
+            .key(&self.keys.stats)
+            .key(&self.keys.dead)
+            .key(&self.keys.dead_index)
+            .key(&self.keys.crashes)
+            .arg(worker_id)
+            .arg(finish.message)
+            .arg(finish.record)
+            .arg(self.retention.result_ttl_secs)
+            .arg(finish.status)
+            .arg(if finish.dead_letter.is_some() { finish.id } else { "" })
+            .arg(finish.dead_letter.unwrap_or(""))
+            .arg(self.retention.dead_cap)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(acked == 1)
+    }
+
+    /// Moves a message from the in-flight list into the delayed set, to be
+    /// pending again at `due_ms` (Unix ms). `stored` is the message to keep
+    /// (rewritten with its id and attempts); `stat` a counter to bump
+    /// (`retried`) or none; `record` an intermediate result record to store.
+    /// Returns false when fenced off.
+    ///
+    /// # Errors
+    /// On Redis errors.
+    pub async fn reschedule(
+        &self,
+        worker_id: &str,
+        popped: &[u8],
+        stored: &str,
+        due_ms: u64,
+        stat: Option<&str>,
+        record: Option<(&str, &str)>,
+    ) -> QueueResult<bool> {
+        let (id, record) = record.unwrap_or(("", ""));
+        let done: i64 = self
+            .scripts
+            .reschedule
+            .key(&self.keys.workers)
+            .key(self.keys.inflight(worker_id))
+            .key(&self.keys.delayed)
+            .key(&self.keys.stats)
+            .key(self.keys.result(id))
+            .key(&self.keys.crashes)
+            .arg(worker_id)
+            .arg(popped)
+            .arg(stored)
+            .arg(due_ms)
+            .arg(stat.unwrap_or(""))
+            .arg(record)
+            .arg(self.retention.result_ttl_secs)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(done == 1)
+    }
+
+    /// Moves due delayed messages to the tail of the pending list. Returns
+    /// how many moved and how long until the next one is due (`None`: none).
+    ///
+    /// # Errors
+    /// On Redis errors.
+    pub async fn promote_due(&self) -> QueueResult<(u64, Option<Duration>)> {
+        let (moved, wait): (u64, i64) = self
+            .scripts
+            .promote
+            .key(&self.keys.delayed)
+            .key(&self.keys.pending)
+            .arg(1000)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok((moved, u64::try_from(wait).ok().map(Duration::from_millis)))
+    }
+
+    /// Recovers the in-flight messages of workers whose lease expired, and
+    /// trims old dead letters. Returns (recovered, dead-lettered as poison).
+    ///
+    /// # Errors
+    /// On Redis errors.
+    pub async fn reap(&self, reaper_id: &str, max_crashes: u32, tombstone: Duration) -> QueueResult<(u64, u64)> {
+        Ok(self
+            .scripts
+            .reap
+            .key(&self.keys.workers)
+            .key(&self.keys.pending)
+            .key(&self.keys.crashes)
+            .key(&self.keys.dead)
+            .key(&self.keys.dead_index)
+            .key(&self.keys.stats)
+            .key(self.keys.inflight(""))
+            .arg(max_crashes)
+            .arg(tombstone.as_millis() as u64)
+            .arg(self.retention.dead_ttl_ms)
+            .arg(reaper_id)
+            .invoke_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Puts the worker's remaining in-flight messages back at the head of the
+    /// pending list and drops its lease (graceful shutdown). Returns how many
+    /// messages went back.
+    ///
+    /// # Errors
+    /// On Redis errors.
+    pub async fn release(&self, worker_id: &str) -> QueueResult<u64> {
+        Ok(self
+            .scripts
+            .release
+            .key(&self.keys.workers)
+            .key(self.keys.inflight(worker_id))
+            .key(&self.keys.pending)
+            .arg(worker_id)
+            .invoke_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Pushes a result record onto the task's `reply_to` list. Separate from
+    /// the acknowledgement because `reply_to` may live in another Cluster slot.
+    ///
+    /// # Errors
+    /// On Redis errors.
+    pub async fn reply(&self, reply_to: &str, record: &str) -> QueueResult<()> {
+        let _: i64 = redis::cmd("RPUSH")
+            .arg(reply_to)
+            .arg(record)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,12 @@
+//! Host bindings for the `sluice:plugin/plugin` world, generated from the
+//! published WIT in `guest-sdk/wit/` (the same files the guest SDK uses).
+#![allow(missing_docs)]
+
+wasmtime::component::bindgen!({
+    path: "../guest-sdk/wit",
+    world: "plugin",
+    exports: { default: async },
+});
+
+pub use sluice::plugin::host::Level;
+pub use sluice::plugin::types::{Task as WitTask, TaskError as WitTaskError};

@@ -1,0 +1,355 @@
+//! The sandbox: one wasmtime [`Engine`] for the process, and a fresh store
+//! and component instance for every task.
+//!
+//! How a task is confined (see `notes` in the README for the sources):
+//! - **memory**: a [`wasmtime::ResourceLimiter`] caps all linear memories of
+//!   the instance at the manifest's `memory_bytes`; a refused grow traps.
+//! - **time**: epoch interruption. A plain thread ticks the engine's epoch
+//!   every [`EPOCH_TICK`]; at each tick a running guest yields to tokio and
+//!   traps once the manifest's `timeout_ms` has passed or the task was
+//!   cancelled. The tick thread lives outside tokio so a guest that never
+//!   yields cannot starve it (wasmtime#5056).
+//! - **capabilities**: WASI 0.2 with nothing but what the manifest grants —
+//!   preopened directories, environment variables; no network, no stdin;
+//!   stdout/stderr captured (bounded) into the task's log.
+//! - **speed**: the pooling allocator with copy-on-write memory images,
+//!   one [`Component`] compiled per plugin and an `InstancePre` so a task
+//!   only instantiates (tens of µs).
+
+mod bindings;
+mod output;
+mod plugin;
+mod state;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime_wasi::{FsPerms, WasiCtx};
+
+pub use output::{CapturedOutput, DEFAULT_CAPTURE_BYTES};
+pub use plugin::{LoadError, Plugin};
+pub use state::CancelToken;
+
+use bindings::{WitTask, WitTaskError};
+use state::{Cancelled, DeadlinePassed, MemoryLimitExceeded, TaskState};
+
+/// How often the epoch advances; the resolution of timeouts and cancellation.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Time allowed for a plugin's `task-types` export at load time.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a task failed inside the sandbox. [`TaskFailure::kind`] names the
+/// case in result records and dead letters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskFailure {
+    /// The plugin returned `task-error::retryable`.
+    #[error("{0}")]
+    Retryable(String),
+    /// The plugin returned `task-error::fatal`.
+    #[error("{0}")]
+    Fatal(String),
+    /// The guest trapped (a panic, `unreachable`, an out-of-bounds access…).
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    /// The task ran past its manifest's `timeout_ms`.
+    #[error("timed out after {0} ms")]
+    Timeout(u64),
+    /// The guest asked for more linear memory than its manifest allows.
+    #[error("memory limit exceeded: {0}")]
+    MemoryExhausted(String),
+    /// The task was interrupted by the worker (its lease was lost, or shutdown).
+    #[error("interrupted by the worker")]
+    Interrupted,
+    /// The sandbox could not be set up (a preopen failed, the pool is exhausted).
+    #[error("sandbox error: {0}")]
+    Sandbox(String),
+}
+
+impl TaskFailure {
+    /// Short, stable name of the case: `retryable`, `fatal`, `trap`,
+    /// `timeout`, `memory`, `interrupted` or `sandbox`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TaskFailure::Retryable(_) => "retryable",
+            TaskFailure::Fatal(_) => "fatal",
+            TaskFailure::Trap(_) => "trap",
+            TaskFailure::Timeout(_) => "timeout",
+            TaskFailure::MemoryExhausted(_) => "memory",
+            TaskFailure::Interrupted => "interrupted",
+            TaskFailure::Sandbox(_) => "sandbox",
+        }
+    }
+
+    /// Whether another attempt may succeed. Only `fatal` is permanent: traps,
+    /// timeouts and memory exhaustion can be transient (input-dependent
+    /// paths, a slow dependency), so they are retried like `retryable`.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, TaskFailure::Fatal(_))
+    }
+}
+
+/// The task as handed to a plugin's `handle` export.
+#[derive(Debug, Clone)]
+pub struct TaskInput<'a> {
+    /// Task id.
+    pub id: &'a str,
+    /// Task type.
+    pub task_type: &'a str,
+    /// `params` as JSON text.
+    pub params: &'a str,
+    /// 1-based attempt number.
+    pub attempt: u32,
+}
+
+/// Sizing of the sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Component instances that may exist at once (running tasks plus plugin
+    /// loads). The pooling allocator reserves slots for this many.
+    pub max_instances: u32,
+    /// Bytes of stdout and of stderr kept per task.
+    pub capture_bytes: usize,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            max_instances: 128,
+            capture_bytes: DEFAULT_CAPTURE_BYTES,
+        }
+    }
+}
+
+/// The process-wide engine and linker. Cheap to share (`Arc` inside).
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<TaskState>,
+    config: SandboxConfig,
+}
+
+impl Sandbox {
+    /// Creates the engine (pooling allocator, epoch interruption), links WASI
+    /// 0.2 and the `host` interface, and starts the epoch ticker thread,
+    /// which stops by itself when the last clone of the sandbox is dropped.
+    ///
+    /// # Errors
+    /// When wasmtime rejects the configuration (e.g. the pool cannot reserve
+    /// its virtual memory).
+    pub fn new(config: SandboxConfig) -> anyhow::Result<Sandbox> {
+        let engine = Engine::new(&engine_config(&config))
+            .map_err(|e| anyhow::anyhow!("cannot create the wasmtime engine: {e:#}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| anyhow::anyhow!("cannot link WASI: {e:#}"))?;
+        bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("cannot link the host interface: {e:#}"))?;
+        spawn_epoch_ticker(&engine);
+        Ok(Sandbox {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                config,
+            }),
+        })
+    }
+
+    /// The wasmtime engine (for compiling components).
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Runs one task of `plugin` in a fresh store and instance and returns
+    /// the plugin's JSON result text.
+    ///
+    /// The guest's stdout and stderr are logged (at info and warn) after the
+    /// call, in the caller's tracing span.
+    ///
+    /// # Errors
+    /// A [`TaskFailure`] naming how the task failed.
+    pub async fn run(
+        &self,
+        plugin: &Plugin,
+        task: &TaskInput<'_>,
+        cancel: &CancelToken,
+    ) -> Result<String, TaskFailure> {
+        let timeout = Duration::from_millis(plugin.manifest().timeout_ms);
+        let stdout = CapturedOutput::new(self.inner.config.capture_bytes);
+        let stderr = CapturedOutput::new(self.inner.config.capture_bytes);
+        let mut store = self
+            .new_store(plugin, timeout, cancel, &stdout, &stderr)
+            .map_err(|e| TaskFailure::Sandbox(format!("{e:#}")))?;
+        let wit_task = WitTask {
+            id: task.id.to_owned(),
+            task_type: task.task_type.to_owned(),
+            params: task.params.to_owned(),
+            attempt: task.attempt,
+        };
+        let call = async {
+            let instance = plugin.pre().instantiate_async(&mut store).await?;
+            instance.call_handle(&mut store, &wit_task).await
+        };
+        // Epoch interruption bounds guest code; this outer timeout bounds time
+        // spent blocked in host calls (e.g. a WASI sleep), where no epoch check runs.
+        let outcome = match tokio::time::timeout(timeout + 2 * EPOCH_TICK, call).await {
+            Ok(Ok(Ok(json))) => Ok(json),
+            Ok(Ok(Err(WitTaskError::Retryable(m)))) => Err(TaskFailure::Retryable(m)),
+            Ok(Ok(Err(WitTaskError::Fatal(m)))) => Err(TaskFailure::Fatal(m)),
+            Ok(Err(error)) => Err(classify_trap(&error, store.data(), timeout)),
+            Err(_elapsed) => Err(TaskFailure::Timeout(timeout.as_millis() as u64)),
+        };
+        log_output("stdout", &stdout);
+        log_output("stderr", &stderr);
+        outcome
+    }
+
+    /// A store for one call of `plugin`: WASI with the manifest's grants,
+    /// the memory limiter, and the epoch deadline set to the next tick.
+    fn new_store(
+        &self,
+        plugin: &Plugin,
+        timeout: Duration,
+        cancel: &CancelToken,
+        stdout: &CapturedOutput,
+        stderr: &CapturedOutput,
+    ) -> anyhow::Result<Store<TaskState>> {
+        let manifest = plugin.manifest();
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(stdout.clone()).stderr(stderr.clone());
+        for name in &manifest.inherit_env {
+            if let Ok(value) = std::env::var(name) {
+                wasi.env(name, value);
+            }
+        }
+        for (name, value) in &manifest.env {
+            wasi.env(name, value);
+        }
+        for dir in &manifest.dirs {
+            let perms = match dir.mode {
+                crate::manifest::DirMode::ReadOnly => FsPerms::ReadOnly,
+                crate::manifest::DirMode::ReadWrite => FsPerms::ReadWrite,
+            };
+            wasi.preopened_dir(&dir.host, &dir.guest, perms).map_err(|e| {
+                anyhow::anyhow!("cannot open granted dir {}: {e:#}", dir.host.display())
+            })?;
+        }
+        let state = TaskState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            memory_limit: usize::try_from(manifest.memory_bytes).unwrap_or(usize::MAX),
+            memory_used: 0,
+            memory_exceeded: false,
+            deadline: Instant::now() + timeout,
+            cancel: cancel.clone(),
+        };
+        let mut store = Store::new(&self.inner.engine, state);
+        store.limiter(|s| s);
+        // A new store's deadline is 0 (trap at once, wasmtime#4342): check at the next tick.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| ctx.data_mut().on_epoch());
+        Ok(store)
+    }
+
+    /// Asks a freshly compiled plugin for its task types, in a sandbox with
+    /// the plugin's own limits and a [`LOAD_TIMEOUT`].
+    async fn task_types(&self, plugin: &Plugin) -> anyhow::Result<Vec<String>> {
+        let sink = CapturedOutput::new(0);
+        let timeout = LOAD_TIMEOUT.min(Duration::from_millis(plugin.manifest().timeout_ms));
+        let mut store = self.new_store(plugin, timeout, &CancelToken::default(), &sink, &sink)?;
+        let call = async {
+            let instance = plugin.pre().instantiate_async(&mut store).await?;
+            instance.call_task_types(&mut store).await
+        };
+        match tokio::time::timeout(timeout + 2 * EPOCH_TICK, call).await {
+            Ok(Ok(types)) => Ok(types),
+            Ok(Err(e)) => Err(anyhow::anyhow!(
+                "{}",
+                classify_trap(&e, store.data(), timeout)
+            )),
+            Err(_) => anyhow::bail!("task-types did not return within {timeout:?}"),
+        }
+    }
+}
+
+/// Names the cause of an error returned by instantiation or a call.
+fn classify_trap(error: &wasmtime::Error, state: &TaskState, timeout: Duration) -> TaskFailure {
+    if error.is::<DeadlinePassed>() {
+        TaskFailure::Timeout(timeout.as_millis() as u64)
+    } else if error.is::<Cancelled>() {
+        TaskFailure::Interrupted
+    } else if let Some(e) = error.downcast_ref::<MemoryLimitExceeded>() {
+        TaskFailure::MemoryExhausted(e.to_string())
+    } else if state.memory_exceeded {
+        // The guest saw the failed grow and trapped on its own (an abort).
+        TaskFailure::MemoryExhausted(format!(
+            "memory limit of {} bytes exceeded; the plugin then trapped: {}",
+            state.memory_limit,
+            first_line(error)
+        ))
+    } else {
+        TaskFailure::Trap(format!("{error:#}"))
+    }
+}
+
+fn first_line(error: &wasmtime::Error) -> String {
+    format!("{error}").lines().next().unwrap_or_default().to_owned()
+}
+
+fn log_output(stream: &str, output: &CapturedOutput) {
+    let (text, truncated) = output.take();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        tracing::info!(target: "sluice::plugin", stream, "{line}");
+    }
+    if truncated {
+        tracing::warn!(target: "sluice::plugin", stream, "output truncated (limit reached)");
+    }
+}
+
+/// The engine configuration: async, epoch interruption, and the pooling
+/// allocator tuned as measured in `notes/wasmtime-host.md` (keep-resident
+/// memory, `pagemap_scan`, no component-model concurrency).
+fn engine_config(config: &SandboxConfig) -> Config {
+    let mut pool = PoolingAllocationConfig::default();
+    let instances = config.max_instances.max(4);
+    pool.total_component_instances(instances)
+        // Components built by componentize-py/js hold many core instances each.
+        .total_core_instances(instances * 16)
+        .total_memories(instances * 4)
+        .total_tables(instances * 8)
+        .max_memories_per_component(8)
+        .max_tables_per_component(16)
+        .table_elements(MAX_TABLE_ELEMENTS_POOL)
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(1 << 16)
+        .pagemap_scan(Enabled::Auto);
+    let mut cfg = Config::new();
+    cfg.epoch_interruption(true)
+        .concurrency_support(false)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    cfg
+}
+
+/// Table slots reserved per table in the pool.
+const MAX_TABLE_ELEMENTS_POOL: usize = 100_000;
+
+/// Starts the thread that advances the engine's epoch every [`EPOCH_TICK`].
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("sluice-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawn the epoch ticker thread");
+}

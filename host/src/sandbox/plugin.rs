@@ -1,0 +1,178 @@
+//! A loaded plugin: its compiled component, its `InstancePre`, its manifest
+//! and the task types it claims.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use super::bindings::PluginPre;
+use super::state::TaskState;
+use super::Sandbox;
+use crate::manifest::{Manifest, ManifestError};
+
+/// Why a plugin file could not be loaded; every case names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The `.wasm` file could not be read.
+    #[error("cannot read plugin {path}: {source}")]
+    Io {
+        /// The plugin file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The manifest beside it is invalid.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The file is not a valid WebAssembly component.
+    #[error("{path} is not a valid WebAssembly component: {message}")]
+    InvalidComponent {
+        /// The plugin file.
+        path: PathBuf,
+        /// The compiler's explanation.
+        message: String,
+    },
+    /// The component does not fit the `sluice:plugin/plugin` world (missing
+    /// exports, or imports the host does not provide).
+    #[error("{path} does not match the sluice:plugin world: {message}")]
+    WorldMismatch {
+        /// The plugin file.
+        path: PathBuf,
+        /// What does not fit.
+        message: String,
+    },
+    /// Calling `task-types` failed or returned nothing.
+    #[error("{path}: task-types failed: {message}")]
+    TaskTypes {
+        /// The plugin file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// A plugin ready to run tasks. Cheap to clone.
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    path: PathBuf,
+    sha256: String,
+    manifest: Manifest,
+    task_types: Vec<String>,
+    pre: PluginPre<TaskState>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.inner.name)
+            .field("path", &self.inner.path)
+            .field("task_types", &self.inner.task_types)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// Loads `NAME.wasm` and its optional manifest `NAME.toml` beside it:
+    /// compiles the component (off the async threads), pre-instantiates it
+    /// against the host's linker and asks it for its task types.
+    ///
+    /// # Errors
+    /// A [`LoadError`] naming the file and the cause.
+    pub async fn load(sandbox: &Sandbox, path: &Path) -> Result<Plugin, LoadError> {
+        let manifest = Manifest::load_or_default(&path.with_extension("toml"))?;
+        let bytes = tokio::fs::read(path).await.map_err(|source| LoadError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let sha256 = hex(&Sha256::digest(&bytes));
+        let engine = sandbox.engine().clone();
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+            .await
+            .expect("compile task panicked")
+            .map_err(|e| LoadError::InvalidComponent {
+                path: path.to_owned(),
+                message: format!("{e:#}"),
+            })?;
+        let mismatch = |e: wasmtime::Error| LoadError::WorldMismatch {
+            path: path.to_owned(),
+            message: format!("{e:#}"),
+        };
+        let instance_pre = sandbox
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(mismatch)?;
+        let pre = PluginPre::new(instance_pre).map_err(mismatch)?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut plugin = Plugin {
+            inner: Arc::new(Inner {
+                name,
+                path: path.to_owned(),
+                sha256,
+                manifest,
+                task_types: Vec::new(),
+                pre,
+            }),
+        };
+        let task_types = sandbox
+            .task_types(&plugin)
+            .await
+            .map_err(|e| LoadError::TaskTypes {
+                path: path.to_owned(),
+                message: format!("{e:#}"),
+            })?;
+        if task_types.is_empty() {
+            return Err(LoadError::TaskTypes {
+                path: path.to_owned(),
+                message: "the plugin claims no task type".into(),
+            });
+        }
+        Arc::get_mut(&mut plugin.inner)
+            .expect("plugin not shared yet")
+            .task_types = task_types;
+        Ok(plugin)
+    }
+
+    /// The plugin's name: its file name without `.wasm`.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The `.wasm` file it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// SHA-256 of the `.wasm` file, lowercase hex.
+    pub fn sha256(&self) -> &str {
+        &self.inner.sha256
+    }
+
+    /// The plugin's manifest (defaults when it has none).
+    pub fn manifest(&self) -> &Manifest {
+        &self.inner.manifest
+    }
+
+    /// The task types it claims, as returned by its `task-types` export.
+    pub fn task_types(&self) -> &[String] {
+        &self.inner.task_types
+    }
+
+    pub(super) fn pre(&self) -> &PluginPre<TaskState> {
+        &self.inner.pre
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,324 @@
+//! The worker: fetches messages, runs up to `concurrency` tasks at once,
+//! keeps its lease alive, recovers the work of dead workers, promotes
+//! delayed tasks, and shuts down gracefully.
+
+mod lease;
+mod process;
+mod retry;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+
+pub use lease::{Lease, LeaseHolder};
+pub use process::Outcome;
+pub use retry::RetryPolicy;
+
+use crate::queue::Queue;
+use crate::registry::Registry;
+use crate::sandbox::Sandbox;
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Tasks run at once (default 8).
+    pub concurrency: usize,
+    /// Exit once the queue is empty and nothing is in flight (like RQ's `--burst`).
+    pub burst: bool,
+    /// Lease length (default 15 s): a worker silent this long is presumed dead.
+    pub lease: Duration,
+    /// Lease renewal and reaper period (default 5 s).
+    pub heartbeat: Duration,
+    /// Longest wait of one blocking fetch (default 1 s).
+    pub block: Duration,
+    /// Most messages moved per fetch round-trip (default 64).
+    pub batch: usize,
+    /// Default retry policy.
+    pub retry: RetryPolicy,
+    /// Crashed workers a message may be in flight on before it is
+    /// dead-lettered as poison (default 3).
+    pub max_crashes: u32,
+    /// Time in-flight tasks get to finish after a shutdown signal (default 30 s).
+    pub grace: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 8,
+            burst: false,
+            lease: Duration::from_secs(15),
+            heartbeat: Duration::from_secs(5),
+            block: Duration::from_secs(1),
+            batch: 64,
+            retry: RetryPolicy::default(),
+            max_crashes: 3,
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Counts of what a worker run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Tasks that succeeded.
+    pub succeeded: u64,
+    /// Tasks failed for good (dead-lettered).
+    pub failed: u64,
+    /// Failed attempts with a retry scheduled.
+    pub retried: u64,
+    /// Tasks parked until their `delay_ms`/`run_at`.
+    pub deferred: u64,
+    /// Tasks left in flight for recovery (interrupted or fenced off).
+    pub abandoned: u64,
+    /// Messages put back at the head of the queue at shutdown.
+    pub released: u64,
+}
+
+/// State shared by the fetch loop and the task futures.
+pub struct Shared {
+    queue: Queue,
+    registry: Registry,
+    sandbox: Sandbox,
+    config: WorkerConfig,
+    counters: Counters,
+}
+
+/// A worker bound to one queue.
+pub struct Worker {
+    shared: Arc<Shared>,
+    leases: Arc<LeaseHolder>,
+}
+
+impl Worker {
+    /// A worker for `queue` running `registry`'s plugins in `sandbox`.
+    /// `base_id` prefixes its worker ids (conventionally `host:pid`).
+    pub fn new(queue: Queue, registry: Registry, sandbox: Sandbox, config: WorkerConfig, base_id: &str) -> Worker {
+        Worker {
+            shared: Arc::new(Shared {
+                queue,
+                registry,
+                sandbox,
+                config,
+                counters: Counters::default(),
+            }),
+            leases: Arc::new(LeaseHolder::new(base_id)),
+        }
+    }
+
+    /// The current lease (worker id and cancellation token).
+    pub fn lease(&self) -> Lease {
+        self.leases.current()
+    }
+
+    /// Runs until `shutdown` resolves (or, in burst mode, until the queue is
+    /// empty and nothing is in flight). Then stops fetching, gives in-flight
+    /// tasks the grace period, interrupts the rest, puts their messages back
+    /// at the head of the queue and drops the lease.
+    ///
+    /// Redis outages do not end the run: every operation retries with
+    /// backoff and the lease logic keeps the at-least-once guarantee.
+    ///
+    /// # Errors
+    /// Only when the first lease cannot be registered.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<Summary, crate::queue::QueueError> {
+        let shared = &self.shared;
+        let config = &shared.config;
+        let first = self.leases.current();
+        shared.queue.register(&first.worker_id, config.lease).await?;
+        tracing::info!(worker = %first.worker_id, queue = %shared.queue.keys().pending, concurrency = config.concurrency, burst = config.burst, "worker started");
+
+        let heartbeat = tokio::spawn(lease::heartbeat(shared.queue.clone(), self.leases.clone(), config.lease, config.heartbeat));
+        let maintenance = tokio::spawn(maintain(shared.queue.clone(), self.leases.clone(), config.clone()));
+
+        let slots = Arc::new(Semaphore::new(config.concurrency));
+        let done = Arc::new(Notify::new());
+
+        tokio::pin!(shutdown);
+        let fetching = self.fetch_loop(&slots, &done);
+        tokio::select! {
+            () = fetching => {}
+            () = &mut shutdown => tracing::info!("shutdown requested: no new tasks; waiting for in-flight ones"),
+        }
+
+        // Drain: wait for in-flight tasks, up to the grace period.
+        let all = u32::try_from(config.concurrency).unwrap_or(u32::MAX);
+        let drained = tokio::time::timeout(config.grace, slots.acquire_many(all)).await;
+        if drained.is_err() {
+            tracing::warn!(grace_ms = config.grace.as_millis() as u64, "grace period over; interrupting the remaining tasks");
+            self.leases.current().cancel.cancel();
+            let _ = slots.acquire_many(all).await;
+        }
+        heartbeat.abort();
+        maintenance.abort();
+        let lease = self.leases.current();
+        let released = match shared.queue.release(&lease.worker_id).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot release the lease; the reaper will recover its tasks");
+                0
+            }
+        };
+        let summary = shared.counters.summary(released);
+        tracing::info!(?summary, "worker stopped");
+        Ok(summary)
+    }
+
+    async fn fetch_loop(
+        &self,
+        slots: &Arc<Semaphore>,
+        done: &Arc<Notify>,
+    ) {
+        let shared = &self.shared;
+        let config = &shared.config;
+        let mut blocking = None;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let first = slots.clone().acquire_owned().await.expect("semaphore open");
+            let mut permits = vec![first];
+            while permits.len() < config.batch {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let lease = self.leases.current();
+            let fetched = match shared.queue.fetch_batch(&lease.worker_id, permits.len()).await {
+                Ok(Some(messages)) => messages,
+                Ok(None) => {
+                    // Lease lost: the heartbeat replaces it; wait for that.
+                    drop(permits);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if self.leases.current().worker_id == lease.worker_id {
+                        lease::register_fresh(&shared.queue, &self.leases, &lease, config.lease).await;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "fetch failed; retrying");
+                    drop(permits);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(50);
+            if !fetched.is_empty() {
+                for (raw, permit) in fetched.into_iter().zip(permits.drain(..)) {
+                    self.spawn_task(lease.clone(), raw, permit, done.clone());
+                }
+                continue;
+            }
+            permits.truncate(1);
+            if config.burst {
+                drop(permits);
+                let all = u32::try_from(config.concurrency).unwrap_or(u32::MAX);
+                if slots.available_permits() == config.concurrency {
+                    // Nothing in flight and nothing pending: check once more, then stop.
+                    let _all_free = slots.acquire_many(all).await;
+                    match shared.queue.fetch_batch(&lease.worker_id, 1).await {
+                        Ok(Some(m)) if m.is_empty() => return,
+                        _ => continue,
+                    }
+                }
+                done.notified().await;
+                continue;
+            }
+            // Idle: block on the queue with one slot.
+            if blocking.is_none() {
+                match shared.queue.blocking_connection(config.block).await {
+                    Ok(conn) => blocking = Some(conn),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot open the blocking connection; retrying");
+                        tokio::time::sleep(backoff).await;
+                        continue;
+                    }
+                }
+            }
+            let conn = blocking.as_mut().expect("just set");
+            match shared.queue.fetch_blocking(conn, &lease.worker_id, config.block).await {
+                Ok(Some(raw)) => {
+                    if self.leases.current().worker_id == lease.worker_id {
+                        let permit = permits.pop().expect("one permit");
+                        self.spawn_task(lease, raw, permit, done.clone());
+                    }
+                    // Else the lease was lost while blocked: the message sits in the old
+                    // worker's in-flight list, which the reaper recovers.
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "blocking fetch failed; reconnecting");
+                    blocking = None;
+                    tokio::time::sleep(backoff).await;
+                }
+            }
+        }
+    }
+
+    fn spawn_task(
+        &self,
+        lease: Lease,
+        raw: Vec<u8>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        done: Arc<Notify>,
+    ) {
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let outcome = process::process(&shared, &lease, raw).await;
+            shared.counters.count(outcome);
+            drop(permit);
+            done.notify_one();
+        });
+    }
+}
+
+/// Outcome counters, one per [`Outcome`] case.
+#[derive(Debug, Default)]
+struct Counters([AtomicU64; 5]);
+
+impl Counters {
+    fn count(&self, outcome: Outcome) {
+        self.0[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn summary(&self, released: u64) -> Summary {
+        let get = |o: Outcome| self.0[o as usize].load(Ordering::Relaxed);
+        Summary {
+            succeeded: get(Outcome::Succeeded),
+            failed: get(Outcome::Failed),
+            retried: get(Outcome::Retrying),
+            deferred: get(Outcome::Deferred),
+            abandoned: get(Outcome::Abandoned),
+            released,
+        }
+    }
+}
+
+/// Background upkeep every worker runs: promotes due delayed messages
+/// (waking when the next one is due, at least every second) and, every
+/// heartbeat, reaps the in-flight messages of workers whose lease expired.
+async fn maintain(queue: Queue, leases: Arc<LeaseHolder>, config: WorkerConfig) {
+    let mut next_reap = tokio::time::Instant::now();
+    let tombstone = Duration::from_secs(300);
+    loop {
+        let wait = match queue.promote_due().await {
+            Ok((_, next)) => next.unwrap_or(Duration::MAX).min(Duration::from_secs(1)),
+            Err(_) => Duration::from_secs(1),
+        };
+        if tokio::time::Instant::now() >= next_reap {
+            let reaper = leases.current().worker_id;
+            match queue.reap(&reaper, config.max_crashes, tombstone).await {
+                Ok((0, 0)) => {}
+                Ok((recovered, poisoned)) => {
+                    tracing::warn!(recovered, poisoned, "recovered the in-flight tasks of dead workers")
+                }
+                Err(e) => tracing::debug!(error = %e, "reap failed; will retry"),
+            }
+            next_reap = tokio::time::Instant::now() + config.heartbeat;
+        }
+        tokio::time::sleep(wait.max(Duration::from_millis(5))).await;
+    }
+}

@@ -1,0 +1,274 @@
+//! One message, start to finish: parse, route, run in the sandbox, and
+//! write the outcome back (acknowledge, retry, or dead-letter).
+
+use std::time::Duration;
+
+use tracing::Instrument;
+
+use super::lease::Lease;
+use super::retry::RetryPolicy;
+use super::Shared;
+use crate::message::{self, BadMessage, Task};
+use crate::queue::{Finish, QueueResult};
+use crate::record::{DeadLetter, ErrorInfo, ResultRecord, Status, now_ms};
+use crate::sandbox::{Plugin, TaskFailure, TaskInput};
+
+/// What became of one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Succeeded and acknowledged.
+    Succeeded,
+    /// Failed for good: acknowledged and dead-lettered.
+    Failed,
+    /// Failed; a retry is scheduled.
+    Retrying,
+    /// Not due yet: parked in the delayed set.
+    Deferred,
+    /// Interrupted or fenced off: the message stays in the in-flight list
+    /// for the reaper (lease lost) or for release (shutdown).
+    Abandoned,
+}
+
+/// Handles one fetched message under `lease`.
+pub async fn process(shared: &Shared, lease: &Lease, raw: Vec<u8>) -> Outcome {
+    let started_at = now_ms();
+    let task = match Task::parse(&raw, started_at) {
+        Ok(task) => task,
+        Err(bad) => return bad_message(shared, lease, &raw, bad, started_at).await,
+    };
+    let span = tracing::info_span!("task", id = %task.id, task_type = %task.task_type, plugin = tracing::field::Empty);
+    async {
+        if let Some(due) = task.not_before_ms.filter(|&due| due > started_at) {
+            return defer(shared, lease, &raw, &task, due).await;
+        }
+        let Some(plugin) = shared.registry.route(&task.task_type).cloned() else {
+            let error = ErrorInfo {
+                kind: "unknown_task_type".into(),
+                message: format!("no plugin handles task type {:?}", task.task_type),
+            };
+            return fail(shared, lease, &raw, &task, None, error, started_at).await;
+        };
+        tracing::Span::current().record("plugin", plugin.name());
+        run(shared, lease, &raw, &task, &plugin, started_at).await
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run(shared: &Shared, lease: &Lease, raw: &[u8], task: &Task, plugin: &Plugin, started_at: u64) -> Outcome {
+    let attempt = task.attempts + 1;
+    let input = TaskInput {
+        id: &task.id,
+        task_type: &task.task_type,
+        params: &task.params,
+        attempt,
+    };
+    let outcome = shared.sandbox.run(plugin, &input, &lease.cancel).await;
+    let outcome = outcome.and_then(|json| {
+        serde_json::from_str::<serde_json::Value>(&json)
+            .map_err(|e| TaskFailure::Fatal(format!("the plugin returned invalid JSON: {e}")))
+    });
+    let finished_at = now_ms();
+    let mut record = ResultRecord {
+        id: task.id.clone(),
+        task_type: Some(task.task_type.clone()),
+        status: Status::Succeeded,
+        result: None,
+        error: None,
+        attempts: attempt,
+        started_at,
+        finished_at,
+        duration_ms: finished_at.saturating_sub(started_at),
+        plugin: Some(plugin.name().to_owned()),
+        plugin_version: plugin.manifest().version.clone(),
+        plugin_sha256: Some(plugin.sha256().to_owned()),
+        worker: lease.worker_id.to_string(),
+    };
+    match outcome {
+        Ok(result) => {
+            record.result = Some(result);
+            tracing::info!(attempt, duration_ms = record.duration_ms, "task succeeded");
+            let json = serde_json::to_string(&record).expect("record serializes");
+            finish(shared, lease, task.reply_to.as_deref(), Finish {
+                message: raw,
+                id: &task.id,
+                record: &json,
+                status: "succeeded",
+                dead_letter: None,
+            })
+            .await
+        }
+        Err(TaskFailure::Interrupted) => {
+            tracing::warn!(attempt, "task interrupted; its message stays in flight for recovery");
+            Outcome::Abandoned
+        }
+        Err(failure) => {
+            let error = ErrorInfo {
+                kind: failure.kind().into(),
+                message: failure.to_string(),
+            };
+            let policy = shared.config.retry.for_task(Some(plugin.manifest()), task);
+            if failure.is_retryable() && attempt <= policy.max_retries {
+                record.status = Status::Retrying;
+                record.error = Some(error);
+                retry(shared, lease, raw, task, &record, &policy).await
+            } else {
+                fail_with(shared, lease, raw, task, record, error).await
+            }
+        }
+    }
+}
+
+async fn retry(shared: &Shared, lease: &Lease, raw: &[u8], task: &Task, record: &ResultRecord, policy: &RetryPolicy) -> Outcome {
+    let delay = policy.delay_ms(record.attempts);
+    let error = record.error.as_ref().expect("a retry has an error");
+    tracing::warn!(attempt = record.attempts, kind = %error.kind, delay_ms = delay, "task failed; retrying: {}", error.message);
+    let stored = match message::rewrite(raw, &[
+        ("id", task.id.clone().into()),
+        ("attempts", record.attempts.into()),
+        ("delay_ms", serde_json::Value::Null),
+    ]) {
+        Ok(stored) => stored,
+        Err(_) => unreachable!("a parsed task is a JSON object"),
+    };
+    let json = serde_json::to_string(record).expect("record serializes");
+    let due = now_ms() + delay;
+    let done = with_redis_retry(lease, || {
+        shared.queue.reschedule(&lease.worker_id, raw, &stored, due, Some("retried"), Some((&task.id, &json)))
+    })
+    .await;
+    if done { Outcome::Retrying } else { Outcome::Abandoned }
+}
+
+async fn defer(shared: &Shared, lease: &Lease, raw: &[u8], task: &Task, due: u64) -> Outcome {
+    tracing::debug!(due_ms = due, "task not due yet; delayed");
+    let mut fields = vec![("run_at", serde_json::Value::from(due)), ("delay_ms", serde_json::Value::Null)];
+    if task.id_assigned {
+        fields.push(("id", task.id.clone().into()));
+    }
+    let stored = message::rewrite(raw, &fields).unwrap_or_else(|_| unreachable!("a parsed task is a JSON object"));
+    let done = with_redis_retry(lease, || shared.queue.reschedule(&lease.worker_id, raw, &stored, due, None, None)).await;
+    if done { Outcome::Deferred } else { Outcome::Abandoned }
+}
+
+async fn bad_message(shared: &Shared, lease: &Lease, raw: &[u8], bad: BadMessage, started_at: u64) -> Outcome {
+    let id = message::new_id();
+    let kind = match bad {
+        BadMessage::Malformed(_) => "malformed",
+        BadMessage::MissingTaskType => "missing_task_type",
+    };
+    let span = tracing::info_span!("task", id = %id, task_type = "-", plugin = "-");
+    let task = Task {
+        id,
+        id_assigned: true,
+        task_type: String::new(),
+        params: String::new(),
+        reply_to: None,
+        attempts: 0,
+        max_retries: None,
+        backoff_base_ms: None,
+        backoff_cap_ms: None,
+        not_before_ms: None,
+        has_delay_ms: false,
+    };
+    let error = ErrorInfo {
+        kind: kind.into(),
+        message: bad.to_string(),
+    };
+    fail(shared, lease, raw, &task, None, error, started_at).instrument(span).await
+}
+
+/// Fails a task that never reached a plugin.
+async fn fail(shared: &Shared, lease: &Lease, raw: &[u8], task: &Task, plugin: Option<&Plugin>, error: ErrorInfo, started_at: u64) -> Outcome {
+    let finished_at = now_ms();
+    let record = ResultRecord {
+        id: task.id.clone(),
+        task_type: (!task.task_type.is_empty()).then(|| task.task_type.clone()),
+        status: Status::Failed,
+        result: None,
+        error: None,
+        attempts: task.attempts + 1,
+        started_at,
+        finished_at,
+        duration_ms: finished_at.saturating_sub(started_at),
+        plugin: plugin.map(|p| p.name().to_owned()),
+        plugin_version: None,
+        plugin_sha256: None,
+        worker: lease.worker_id.to_string(),
+    };
+    fail_with(shared, lease, raw, task, record, error).await
+}
+
+/// Acknowledges a task as failed for good and dead-letters its message.
+async fn fail_with(shared: &Shared, lease: &Lease, raw: &[u8], task: &Task, mut record: ResultRecord, error: ErrorInfo) -> Outcome {
+    tracing::warn!(attempt = record.attempts, kind = %error.kind, "task failed; dead-lettered: {}", error.message);
+    let letter = DeadLetter {
+        id: task.id.clone(),
+        task_type: record.task_type.clone(),
+        message: String::from_utf8_lossy(raw).into_owned(),
+        error: error.clone(),
+        attempts: record.attempts,
+        dead_at: record.finished_at,
+        worker: lease.worker_id.to_string(),
+    };
+    record.status = Status::Failed;
+    record.error = Some(error);
+    let json = serde_json::to_string(&record).expect("record serializes");
+    let letter = serde_json::to_string(&letter).expect("dead letter serializes");
+    let outcome = finish(shared, lease, task.reply_to.as_deref(), Finish {
+        message: raw,
+        id: &task.id,
+        record: &json,
+        status: "failed",
+        dead_letter: Some(&letter),
+    })
+    .await;
+    if outcome == Outcome::Succeeded { Outcome::Failed } else { outcome }
+}
+
+/// Acknowledges, then pushes the record onto `reply_to`. Returns
+/// `Succeeded` when acknowledged, `Abandoned` when fenced off.
+async fn finish(shared: &Shared, lease: &Lease, reply_to: Option<&str>, finish: Finish<'_>) -> Outcome {
+    let acked = with_redis_retry(lease, || shared.queue.finish(&lease.worker_id, &finish)).await;
+    if !acked {
+        tracing::warn!("acknowledgement rejected: the lease was lost and the task may run elsewhere");
+        return Outcome::Abandoned;
+    }
+    if let Some(reply_to) = reply_to {
+        with_redis_retry(lease, || async { shared.queue.reply(reply_to, finish.record).await.map(|()| true) }).await;
+    }
+    Outcome::Succeeded
+}
+
+/// Runs a Redis operation until it answers, backing off while Redis is
+/// unreachable. Gives up (false) once the lease is lost: the reaper then owns
+/// the message.
+async fn with_redis_retry<F, Fut>(lease: &Lease, mut op: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = QueueResult<bool>>,
+{
+    let mut delay = Duration::from_millis(50);
+    let mut logged = false;
+    loop {
+        match op().await {
+            Ok(done) => {
+                if logged {
+                    tracing::info!("redis reachable again");
+                }
+                return done;
+            }
+            Err(e) => {
+                if !logged {
+                    tracing::warn!(error = %e, "redis operation failed; retrying with backoff");
+                    logged = true;
+                }
+                if lease.cancel.is_cancelled() {
+                    return false;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
