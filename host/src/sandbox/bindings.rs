@@ -8,5 +8,5 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use sluice::plugin::host::Level;
-pub use sluice::plugin::types::{Task as WitTask, TaskError as WitTaskError};
+pub use self::sluice::plugin::host::Level;
+pub use self::sluice::plugin::types::{Task as WitTask, TaskError as WitTaskError};

@@ -9,7 +9,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{Level, sluice};
+use super::bindings::{self, Level};
 
 /// Table elements one instance may grow to (Python components need tens of thousands).
 const MAX_TABLE_ELEMENTS: usize = 1_000_000;
@@ -120,7 +120,7 @@ impl ResourceLimiter for TaskState {
     }
 }
 
-impl sluice::plugin::host::Host for TaskState {
+impl bindings::sluice::plugin::host::Host for TaskState {
     fn log(&mut self, level: Level, message: String) {
         // The worker runs each task inside a span carrying the task id, task
         // type and plugin, so these lines are tagged without repeating them.
@@ -134,4 +134,4 @@ impl sluice::plugin::host::Host for TaskState {
     }
 }
 
-impl sluice::plugin::types::Host for TaskState {}
+impl bindings::sluice::plugin::types::Host for TaskState {}

@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `sluice` binary against private
+//! `redis-server` processes, with plugins built by `cargo xtask plugins`.
+//! One binary, one module per topic (the wasmtime `tests/all` layout).
+
+mod harness;
+
+mod bad_input;
+mod main_job;
+mod sandbox_limits;
+mod startup;
