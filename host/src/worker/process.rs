@@ -48,7 +48,7 @@ pub async fn process(shared: &Shared, lease: &Lease, raw: Vec<u8>) -> Outcome {
             };
             return fail(shared, lease, &raw, &task, None, error, started_at).await;
         };
-        tracing::Span::current().record("plugin", plugin.name());
+        tracing::Span::current().record("plugin", tracing::field::display(plugin.name()));
         run(shared, lease, &raw, &task, &plugin, started_at).await
     }
     .instrument(span)
