@@ -17,8 +17,10 @@
 //! - [`record`]: result records and dead letters, as stored in Redis.
 //! - [`queue`]: the Redis side of the protocol — fetch, leases, acknowledgement.
 //! - [`worker`]: the worker loop that ties them together.
+//! - [`admin`]: operator commands — queue counts and the dead-letter queue.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod keys;
 pub mod manifest;
 pub mod message;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+use sluice::admin;
 use sluice::queue::{Queue, Retention};
 use sluice::registry::Registry;
 use sluice::sandbox::{Sandbox, SandboxConfig};
@@ -24,10 +25,10 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct QueueArgs {
     /// Redis URL.
-    #[arg(long, env = "SLUICE_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(long, env = "SLUICE_REDIS_URL", default_value = "redis://127.0.0.1:6379", global = true)]
     redis_url: String,
     /// Name of the Redis list producers push onto.
-    #[arg(long, env = "SLUICE_QUEUE", default_value = "task_queue")]
+    #[arg(long, env = "SLUICE_QUEUE", default_value = "task_queue", global = true)]
     queue: String,
 }
 
@@ -42,6 +43,47 @@ enum Command {
         /// Task id.
         id: String,
     },
+    /// Print per-queue counts: pending, in flight, delayed/retrying, dead, processed, failed.
+    Stats {
+        #[command(flatten)]
+        queue: QueueArgs,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect and requeue the dead-letter queue.
+    Dead {
+        #[command(flatten)]
+        queue: QueueArgs,
+        #[command(subcommand)]
+        command: DeadCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadCommand {
+    /// List dead letters, newest first (one JSON object per line).
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Print one dead letter (JSON).
+    Show {
+        /// Task id.
+        id: String,
+    },
+    /// Put dead letters back on the queue, with their attempts reset.
+    Requeue {
+        /// Task id to requeue.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Requeue every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete every dead letter.
+    Purge,
 }
 
 #[derive(clap::Args)]
@@ -99,6 +141,8 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Worker(args) => worker(args).await,
             Command::Result { queue, id } => result(queue, &id).await,
+            Command::Stats { queue, json } => stats(queue, json).await,
+            Command::Dead { queue, command } => dead(queue, command).await,
         }
     })
 }
@@ -172,7 +216,7 @@ async fn warn_if_evicting(queue: &Queue) {
 }
 
 async fn result(args: QueueArgs, id: &str) -> anyhow::Result<()> {
-    let queue = Queue::connect(&args.redis_url, &args.queue, Retention::default()).await?;
+    let queue = connect(&args).await?;
     let record: Option<String> = redis::cmd("GET")
         .arg(queue.keys().result(id))
         .query_async(&mut queue.connection())
@@ -185,4 +229,56 @@ async fn result(args: QueueArgs, id: &str) -> anyhow::Result<()> {
         }
         None => anyhow::bail!("no result for task {id:?} in queue {:?} (unknown id, not finished yet, or expired)", args.queue),
     }
+}
+
+async fn connect(args: &QueueArgs) -> anyhow::Result<Queue> {
+    Queue::connect(&args.redis_url, &args.queue, Retention::default())
+        .await
+        .with_context(|| format!("cannot connect to redis at {}", args.redis_url))
+}
+
+async fn stats(args: QueueArgs, json: bool) -> anyhow::Result<()> {
+    let stats = admin::stats(&connect(&args).await?).await?;
+    if json {
+        println!("{}", serde_json::to_string(&stats)?);
+        return Ok(());
+    }
+    let counter = |name: &str| stats.counters.get(name).copied().unwrap_or(0);
+    println!("queue      {}", stats.queue);
+    println!("pending    {}", stats.pending);
+    println!("in flight  {}", stats.in_flight);
+    println!("delayed    {}  (retries and delayed tasks)", stats.delayed);
+    println!("dead       {}", stats.dead);
+    println!("workers    {}", stats.workers);
+    println!("processed  {}", counter("processed"));
+    println!("succeeded  {}", counter("succeeded"));
+    println!("failed     {}", counter("failed"));
+    println!("retried    {}", counter("retried"));
+    println!("recovered  {}  (taken back from crashed workers)", counter("recovered"));
+    println!("poisoned   {}", counter("poisoned"));
+    Ok(())
+}
+
+async fn dead(args: QueueArgs, command: DeadCommand) -> anyhow::Result<()> {
+    let queue = connect(&args).await?;
+    match command {
+        DeadCommand::List { limit } => {
+            for letter in admin::dead_list(&queue, limit).await? {
+                println!("{}", serde_json::to_string(&letter)?);
+            }
+        }
+        DeadCommand::Show { id } => match admin::dead_show(&queue, &id).await? {
+            Some(letter) => println!("{}", serde_json::to_string_pretty(&letter)?),
+            None => anyhow::bail!("no dead letter {id:?} in queue {:?}", args.queue),
+        },
+        DeadCommand::Requeue { id: Some(id), .. } => {
+            anyhow::ensure!(admin::dead_requeue(&queue, &id).await?, "no dead letter {id:?} in queue {:?}", args.queue);
+            println!("requeued {id}");
+        }
+        DeadCommand::Requeue { id: None, .. } => {
+            println!("requeued {}", admin::dead_requeue_all(&queue).await?);
+        }
+        DeadCommand::Purge => println!("purged {}", admin::dead_purge(&queue).await?),
+    }
+    Ok(())
 }

@@ -5,6 +5,9 @@
 mod harness;
 
 mod bad_input;
+mod delivery;
 mod main_job;
+mod retries;
 mod sandbox_limits;
+mod soak;
 mod startup;
