@@ -204,7 +204,8 @@ fn check_target_installed() -> Result<()> {
 
 /// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the workspace
 /// root) or `<root>/target`.
-fn target_dir(root: &Path) -> PathBuf {
+/// The cargo target directory (`CARGO_TARGET_DIR`, else `<root>/target`).
+pub fn target_dir(root: &Path) -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if !dir.is_empty() => root.join(dir),
         _ => root.join("target"),

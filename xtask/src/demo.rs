@@ -1,0 +1,139 @@
+//! `cargo xtask demo`: the main job, end to end. Builds the plugins and the
+//! worker, finds (or starts) a Redis, enqueues a `generate_log_file` then a
+//! `parse_log_file` task in the seed's format, runs `sluice worker --burst`
+//! and prints both result records.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use redis::Commands;
+
+/// A redis-server this demo started; stopped on drop.
+struct PrivateRedis(Child);
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn run(root: &Path) -> Result<()> {
+    println!("== building plugins (cargo xtask plugins)");
+    crate::plugins::build(root)?;
+    println!("== building the worker (cargo build -p sluice)");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .current_dir(root)
+        .args(["build", "--quiet", "-p", "sluice"])
+        .status()?;
+    anyhow::ensure!(status.success(), "building sluice failed");
+    let sluice = crate::plugins::target_dir(root).join("debug/sluice");
+
+    let (url, _private) = find_redis()?;
+    println!("== redis: {url}");
+    let mut conn = redis::Client::open(url.as_str())?
+        .get_connection()
+        .context("connect to redis")?;
+
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    let generate = serde_json::json!({
+        "id": format!("demo-generate-{stamp}"),
+        "task_type": "generate_log_file",
+        "params": {"file": "demo.log", "lines": 1000, "seed": 42}
+    });
+    let parse = serde_json::json!({
+        "id": format!("demo-parse-{stamp}"),
+        "task_type": "parse_log_file",
+        "params": {"path": "demo.log"}
+    });
+    for task in [&generate, &parse] {
+        println!("RPUSH task_queue '{task}'");
+        let _: i64 = conn.rpush("task_queue", task.to_string())?;
+    }
+
+    println!("== sluice worker --burst --concurrency 1 (FIFO: generate before parse)");
+    let status = Command::new(&sluice)
+        .current_dir(root)
+        .args([
+            "worker",
+            "--burst",
+            "--concurrency",
+            "1",
+            "--queue",
+            "task_queue",
+            "--redis-url",
+            &url,
+            "--plugins",
+        ])
+        .arg(crate::plugins::target_dir(root).join("plugins"))
+        .status()
+        .with_context(|| format!("cannot run {}", sluice.display()))?;
+    anyhow::ensure!(status.success(), "the worker failed ({status})");
+
+    println!("== results (sluice result ID)");
+    for task in [&generate, &parse] {
+        let id = task["id"].as_str().expect("id");
+        let status = Command::new(&sluice)
+            .args(["result", id, "--redis-url", &url])
+            .status()?;
+        anyhow::ensure!(status.success(), "no result for {id}");
+    }
+    Ok(())
+}
+
+/// `REDIS_URL`, else a Redis on localhost:6379, else a private redis-server.
+fn find_redis() -> Result<(String, Option<PrivateRedis>)> {
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        return Ok((url, None));
+    }
+    let local = "redis://127.0.0.1:6379/";
+    if ping(local) {
+        return Ok((local.into(), None));
+    }
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = match Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+    {
+        Ok(child) => PrivateRedis(child),
+        Err(_) => bail!(
+            "no Redis found (REDIS_URL unset, nothing on localhost:6379) and no redis-server to start.\n\
+             Install it with: sudo apt-get install redis-server   (or: brew install redis)\n\
+             or point REDIS_URL at a Redis, e.g. REDIS_URL=redis://host:6379 cargo xtask demo"
+        ),
+    };
+    let url = format!("redis://127.0.0.1:{port}/");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ping(&url) {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the private redis-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("(started a private redis-server on port {port}; it stops with the demo)");
+    Ok((url, Some(child)))
+}
+
+fn ping(url: &str) -> bool {
+    redis::Client::open(url)
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(300)))
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+        .is_ok()
+}

@@ -1,0 +1,20 @@
+//! `cargo xtask test`: the whole test suite. Builds the plugins the
+//! end-to-end tests load, then runs every test of the workspace (unit tests,
+//! plugin tests natively, and `tests/e2e` against private redis-servers).
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::Result;
+
+pub fn run(root: &Path, extra: &[String]) -> Result<()> {
+    crate::plugins::build(root)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root)
+        .args(["test", "--workspace"])
+        .args(extra)
+        .status()?;
+    anyhow::ensure!(status.success(), "tests failed ({status})");
+    Ok(())
+}
