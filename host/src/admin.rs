@@ -37,16 +37,22 @@ pub struct QueueStats {
 pub async fn stats(queue: &Queue) -> QueueResult<QueueStats> {
     let keys = queue.keys();
     let mut conn = queue.connection();
-    let (pending, delayed, dead, leases, counters, time): (u64, u64, u64, HashMap<String, u64>, HashMap<String, u64>, (u64, u64)) =
-        redis::pipe()
-            .llen(&keys.pending)
-            .zcard(&keys.delayed)
-            .hlen(&keys.dead)
-            .hgetall(&keys.workers)
-            .hgetall(&keys.stats)
-            .cmd("TIME")
-            .query_async(&mut conn)
-            .await?;
+    let (pending, delayed, dead, leases, counters, time): (
+        u64,
+        u64,
+        u64,
+        HashMap<String, u64>,
+        HashMap<String, u64>,
+        (u64, u64),
+    ) = redis::pipe()
+        .llen(&keys.pending)
+        .zcard(&keys.delayed)
+        .hlen(&keys.dead)
+        .hgetall(&keys.workers)
+        .hgetall(&keys.stats)
+        .cmd("TIME")
+        .query_async(&mut conn)
+        .await?;
     let now_ms = time.0 * 1000 + time.1 / 1000;
     let mut in_flight = 0;
     if !leases.is_empty() {
@@ -85,8 +91,16 @@ pub async fn dead_list(queue: &Queue, limit: usize) -> QueueResult<Vec<DeadLette
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let letters: Vec<Option<String>> = redis::cmd("HMGET").arg(&keys.dead).arg(&ids).query_async(&mut conn).await?;
-    Ok(letters.into_iter().flatten().filter_map(|j| serde_json::from_str(&j).ok()).collect())
+    let letters: Vec<Option<String>> = redis::cmd("HMGET")
+        .arg(&keys.dead)
+        .arg(&ids)
+        .query_async(&mut conn)
+        .await?;
+    Ok(letters
+        .into_iter()
+        .flatten()
+        .filter_map(|j| serde_json::from_str(&j).ok())
+        .collect())
 }
 
 /// The dead letter of task `id`, if any.
@@ -94,7 +108,11 @@ pub async fn dead_list(queue: &Queue, limit: usize) -> QueueResult<Vec<DeadLette
 /// # Errors
 /// On Redis errors.
 pub async fn dead_show(queue: &Queue, id: &str) -> QueueResult<Option<DeadLetter>> {
-    let json: Option<String> = redis::cmd("HGET").arg(&queue.keys().dead).arg(id).query_async(&mut queue.connection()).await?;
+    let json: Option<String> = redis::cmd("HGET")
+        .arg(&queue.keys().dead)
+        .arg(id)
+        .query_async(&mut queue.connection())
+        .await?;
     Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
 }
 
@@ -110,8 +128,11 @@ pub async fn dead_requeue(queue: &Queue, id: &str) -> QueueResult<bool> {
     };
     // A message that is a JSON object gets its id kept and attempts reset;
     // anything else (a malformed message) goes back as it was.
-    let message = message::rewrite(letter.message.as_bytes(), &[("attempts", serde_json::Value::Null)])
-        .unwrap_or(letter.message);
+    let message = message::rewrite(
+        letter.message.as_bytes(),
+        &[("attempts", serde_json::Value::Null)],
+    )
+    .unwrap_or(letter.message);
     let keys = queue.keys();
     let done: i64 = Script::new(include_str!("queue/lua/requeue.lua"))
         .key(&keys.dead)
@@ -129,7 +150,10 @@ pub async fn dead_requeue(queue: &Queue, id: &str) -> QueueResult<bool> {
 /// # Errors
 /// On Redis errors.
 pub async fn dead_requeue_all(queue: &Queue) -> QueueResult<u64> {
-    let ids: Vec<String> = redis::cmd("HKEYS").arg(&queue.keys().dead).query_async(&mut queue.connection()).await?;
+    let ids: Vec<String> = redis::cmd("HKEYS")
+        .arg(&queue.keys().dead)
+        .query_async(&mut queue.connection())
+        .await?;
     let mut n = 0;
     for id in ids {
         n += u64::from(dead_requeue(queue, &id).await?);

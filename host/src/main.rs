@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use sluice::admin;
 use sluice::queue::{Queue, Retention};
 use sluice::registry::Registry;
-use sluice::sandbox::{Sandbox, SandboxConfig};
+use sluice::sandbox::{Plugin, Sandbox, SandboxConfig};
 use sluice::worker::{RetryPolicy, Worker, WorkerConfig};
 
 /// Sluice: a Redis task-queue worker that runs every task in a sandboxed
@@ -25,10 +25,20 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct QueueArgs {
     /// Redis URL.
-    #[arg(long, env = "SLUICE_REDIS_URL", default_value = "redis://127.0.0.1:6379", global = true)]
+    #[arg(
+        long,
+        env = "SLUICE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        global = true
+    )]
     redis_url: String,
     /// Name of the Redis list producers push onto.
-    #[arg(long, env = "SLUICE_QUEUE", default_value = "task_queue", global = true)]
+    #[arg(
+        long,
+        env = "SLUICE_QUEUE",
+        default_value = "task_queue",
+        global = true
+    )]
     queue: String,
 }
 
@@ -51,12 +61,33 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the plugins of a directory: task types, version, hash, limits, capabilities.
+    Plugins {
+        /// Directory of plugin components.
+        #[arg(long, env = "SLUICE_PLUGINS", default_value = "target/plugins")]
+        plugins: PathBuf,
+    },
+    /// Plugin tools.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Inspect and requeue the dead-letter queue.
     Dead {
         #[command(flatten)]
         queue: QueueArgs,
         #[command(subcommand)]
         command: DeadCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Validate a component against the sluice:plugin world; print its task
+    /// types, size and compile time, or explain the mismatch.
+    Check {
+        /// The `.wasm` file (its `NAME.toml` manifest beside it is checked too).
+        file: PathBuf,
     },
 }
 
@@ -136,13 +167,19 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         match cli.command {
             Command::Worker(args) => worker(args).await,
             Command::Result { queue, id } => result(queue, &id).await,
             Command::Stats { queue, json } => stats(queue, json).await,
             Command::Dead { queue, command } => dead(queue, command).await,
+            Command::Plugins { plugins } => list_plugins(&plugins).await,
+            Command::Plugin {
+                command: PluginCommand::Check { file },
+            } => check_plugin(&file).await,
         }
     })
 }
@@ -184,7 +221,13 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "host".into());
-    let worker = Worker::new(queue, registry, sandbox, config, &format!("{host}:{}", std::process::id()));
+    let worker = Worker::new(
+        queue,
+        registry,
+        sandbox,
+        config,
+        &format!("{host}:{}", std::process::id()),
+    );
     worker.run(shutdown_signal()).await?;
     Ok(())
 }
@@ -211,7 +254,10 @@ async fn warn_if_evicting(queue: &Queue) {
         && let Some(policy) = values.get(1)
         && policy != "noeviction"
     {
-        tracing::warn!(policy, "redis maxmemory-policy can evict keys; use noeviction so no lease, in-flight list or task is lost");
+        tracing::warn!(
+            policy,
+            "redis maxmemory-policy can evict keys; use noeviction so no lease, in-flight list or task is lost"
+        );
     }
 }
 
@@ -227,7 +273,10 @@ async fn result(args: QueueArgs, id: &str) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&value)?);
             Ok(())
         }
-        None => anyhow::bail!("no result for task {id:?} in queue {:?} (unknown id, not finished yet, or expired)", args.queue),
+        None => anyhow::bail!(
+            "no result for task {id:?} in queue {:?} (unknown id, not finished yet, or expired)",
+            args.queue
+        ),
     }
 }
 
@@ -254,7 +303,10 @@ async fn stats(args: QueueArgs, json: bool) -> anyhow::Result<()> {
     println!("succeeded  {}", counter("succeeded"));
     println!("failed     {}", counter("failed"));
     println!("retried    {}", counter("retried"));
-    println!("recovered  {}  (taken back from crashed workers)", counter("recovered"));
+    println!(
+        "recovered  {}  (taken back from crashed workers)",
+        counter("recovered")
+    );
     println!("poisoned   {}", counter("poisoned"));
     Ok(())
 }
@@ -272,7 +324,11 @@ async fn dead(args: QueueArgs, command: DeadCommand) -> anyhow::Result<()> {
             None => anyhow::bail!("no dead letter {id:?} in queue {:?}", args.queue),
         },
         DeadCommand::Requeue { id: Some(id), .. } => {
-            anyhow::ensure!(admin::dead_requeue(&queue, &id).await?, "no dead letter {id:?} in queue {:?}", args.queue);
+            anyhow::ensure!(
+                admin::dead_requeue(&queue, &id).await?,
+                "no dead letter {id:?} in queue {:?}",
+                args.queue
+            );
             println!("requeued {id}");
         }
         DeadCommand::Requeue { id: None, .. } => {
@@ -281,4 +337,61 @@ async fn dead(args: QueueArgs, command: DeadCommand) -> anyhow::Result<()> {
         DeadCommand::Purge => println!("purged {}", admin::dead_purge(&queue).await?),
     }
     Ok(())
+}
+
+async fn list_plugins(dir: &std::path::Path) -> anyhow::Result<()> {
+    let sandbox = Sandbox::new(SandboxConfig::default())?;
+    let registry = Registry::load_dir(&sandbox, dir)
+        .await
+        .with_context(|| format!("cannot load plugins from {}", dir.display()))?;
+    for plugin in registry.plugins() {
+        describe(plugin);
+        println!();
+    }
+    Ok(())
+}
+
+async fn check_plugin(file: &std::path::Path) -> anyhow::Result<()> {
+    // No compile cache: the compile time printed is the real one.
+    let sandbox = Sandbox::new(SandboxConfig {
+        cache_dir: None,
+        ..SandboxConfig::default()
+    })?;
+    let plugin = Plugin::load(&sandbox, file).await?;
+    describe(&plugin);
+    println!(
+        "compile     {:.1} ms (Cranelift, uncached)",
+        plugin.compiled().elapsed.as_secs_f64() * 1e3
+    );
+    println!("ok: {} fits the sluice:plugin@0.1.0 world", file.display());
+    Ok(())
+}
+
+/// Prints what an operator wants to know about a plugin.
+fn describe(plugin: &Plugin) {
+    let m = plugin.manifest();
+    println!("plugin      {}", plugin.name());
+    println!(
+        "file        {} ({} bytes)",
+        plugin.path().display(),
+        plugin.size()
+    );
+    println!("version     {}", m.version.as_deref().unwrap_or("-"));
+    println!("sha256      {}", plugin.sha256());
+    println!("task types  {}", plugin.task_types().join(", "));
+    println!(
+        "limits      timeout {} ms, memory {} bytes",
+        m.timeout_ms, m.memory_bytes
+    );
+    let mut caps: Vec<String> = m
+        .dirs
+        .iter()
+        .map(|d| format!("dir {} -> {} ({:?})", d.host.display(), d.guest, d.mode))
+        .collect();
+    caps.extend(m.inherit_env.iter().map(|v| format!("env {v} (inherited)")));
+    caps.extend(m.env.keys().map(|v| format!("env {v}")));
+    if caps.is_empty() {
+        caps.push("none (no filesystem, no environment, no network)".into());
+    }
+    println!("grants      {}", caps.join("; "));
 }

@@ -165,7 +165,10 @@ mod tests {
     #[test]
     fn params_optional_and_ids_of_both_kinds() {
         let t = Task::parse(br#"{"task_type":"noop","id":42}"#, 0).unwrap();
-        assert_eq!((t.params.as_str(), t.id.as_str(), t.id_assigned), ("{}", "42", false));
+        assert_eq!(
+            (t.params.as_str(), t.id.as_str(), t.id_assigned),
+            ("{}", "42", false)
+        );
         let t = Task::parse(br#"{"task_type":"noop","id":"job-1","params":null}"#, 0).unwrap();
         assert_eq!((t.params.as_str(), t.id.as_str()), ("{}", "job-1"));
     }
@@ -182,16 +185,34 @@ mod tests {
 
     #[test]
     fn bad_messages_are_named() {
-        assert!(matches!(Task::parse(b"not json", 0), Err(BadMessage::Malformed(_))));
-        assert!(matches!(Task::parse(b"[1,2]", 0), Err(BadMessage::Malformed(_))));
-        assert_eq!(Task::parse(br#"{"params":{}}"#, 0), Err(BadMessage::MissingTaskType));
-        assert!(matches!(Task::parse(br#"{"task_type":5}"#, 0), Err(BadMessage::Malformed(_))));
+        assert!(matches!(
+            Task::parse(b"not json", 0),
+            Err(BadMessage::Malformed(_))
+        ));
+        assert!(matches!(
+            Task::parse(b"[1,2]", 0),
+            Err(BadMessage::Malformed(_))
+        ));
+        assert_eq!(
+            Task::parse(br#"{"params":{}}"#, 0),
+            Err(BadMessage::MissingTaskType)
+        );
+        assert!(matches!(
+            Task::parse(br#"{"task_type":5}"#, 0),
+            Err(BadMessage::Malformed(_))
+        ));
     }
 
     #[test]
     fn rewrite_keeps_unknown_fields_in_order() {
-        let out = rewrite(br#"{"task_type":"x","custom":[],"params":{}}"#, &[("attempts", 2.into())])
-            .unwrap();
-        assert_eq!(out, r#"{"task_type":"x","custom":[],"params":{},"attempts":2}"#);
+        let out = rewrite(
+            br#"{"task_type":"x","custom":[],"params":{}}"#,
+            &[("attempts", 2.into())],
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            r#"{"task_type":"x","custom":[],"params":{},"attempts":2}"#
+        );
     }
 }

@@ -12,7 +12,10 @@ use redis::Commands;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 /// A private redis-server, stopped (and its files removed) on drop.
@@ -44,12 +47,19 @@ impl RedisServer {
 
     fn spawn(&mut self) {
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .arg("--dir")
+        .arg(self.dir.path())
+        .args(&self.extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
         if !self.extra.iter().any(|a| a == "--appendonly") {
             cmd.args(["--appendonly", "no"]);
         }
@@ -64,7 +74,11 @@ impl RedisServer {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "redis-server did not start on port {}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -88,7 +102,10 @@ impl RedisServer {
     }
 
     pub fn conn(&self) -> redis::Connection {
-        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
     }
 }
 
@@ -99,7 +116,11 @@ impl Drop for RedisServer {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A directory removed on drop.
@@ -109,7 +130,8 @@ impl TempDir {
     pub fn new(label: &str) -> TempDir {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("sluice-e2e-{label}-{}-{n}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("sluice-e2e-{label}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         TempDir(path)
@@ -128,7 +150,9 @@ impl Drop for TempDir {
 
 /// The plugins built by `cargo xtask plugins`.
 pub fn built_plugin(name: &str) -> PathBuf {
-    let path = workspace().join("target/plugins").join(format!("{name}.wasm"));
+    let path = workspace()
+        .join("target/plugins")
+        .join(format!("{name}.wasm"));
     assert!(
         path.is_file(),
         "{} is missing: build the plugins first with `cargo xtask plugins` (or run the suite with `cargo xtask test`)",
@@ -163,23 +187,36 @@ impl Plugins {
 /// The `sluice` binary built by cargo for this test run.
 pub fn sluice() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    cmd.env_remove("SLUICE_REDIS_URL").env("RUST_LOG", "info,sluice=debug");
+    cmd.env_remove("SLUICE_REDIS_URL")
+        .env("RUST_LOG", "info,sluice=debug");
     cmd
 }
 
 /// `sluice worker --burst` against `redis`, with `plugins`; waits for it to exit.
 pub fn run_burst(redis: &RedisServer, plugins: &Plugins, extra: &[&str]) -> Output {
     let mut cmd = sluice();
-    cmd.args(["worker", "--burst", "--redis-url", &redis.url(), "--queue", "task_queue", "--plugins"])
-        .arg(plugins.path())
-        .args(extra);
+    cmd.args([
+        "worker",
+        "--burst",
+        "--redis-url",
+        &redis.url(),
+        "--queue",
+        "task_queue",
+        "--plugins",
+    ])
+    .arg(plugins.path())
+    .args(extra);
     let output = wait_output(cmd, Duration::from_secs(120));
     output
 }
 
 /// Runs `cmd` to completion, killing it after `limit`.
 pub fn wait_output(mut cmd: Command, limit: Duration) -> Output {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + limit;
     loop {
         if child.try_wait().unwrap().is_some() {
@@ -188,7 +225,10 @@ pub fn wait_output(mut cmd: Command, limit: Duration) -> Output {
         if Instant::now() > deadline {
             let _ = child.kill();
             let out = child.wait_with_output().unwrap();
-            panic!("command did not finish within {limit:?}; stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "command did not finish within {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -197,7 +237,11 @@ pub fn wait_output(mut cmd: Command, limit: Duration) -> Output {
 /// Asserts a command succeeded, showing its stderr otherwise.
 pub fn assert_ok(output: &Output) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "exit {:?}; stderr:\n{stderr}", output.status);
+    assert!(
+        output.status.success(),
+        "exit {:?}; stderr:\n{stderr}",
+        output.status
+    );
     stderr
 }
 
@@ -214,11 +258,18 @@ impl WorkerProcess {
         let log = logdir.path().join("worker.log");
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = sluice();
-        cmd.args(["worker", "--redis-url", &redis.url(), "--queue", "task_queue", "--plugins"])
-            .arg(plugins.path())
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(file);
+        cmd.args([
+            "worker",
+            "--redis-url",
+            &redis.url(),
+            "--queue",
+            "task_queue",
+            "--plugins",
+        ])
+        .arg(plugins.path())
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(file);
         WorkerProcess {
             child: cmd.spawn().unwrap(),
             log,
@@ -231,7 +282,10 @@ impl WorkerProcess {
     }
 
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
@@ -246,7 +300,11 @@ impl WorkerProcess {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "worker did not exit; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "worker did not exit; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -274,7 +332,10 @@ pub fn push_raw(redis: &RedisServer, message: &str) {
 
 /// The result record of task `id`, if stored.
 pub fn result(redis: &RedisServer, id: &str) -> Option<serde_json::Value> {
-    let json: Option<String> = redis.conn().get(format!("{{task_queue}}:result:{id}")).unwrap();
+    let json: Option<String> = redis
+        .conn()
+        .get(format!("{{task_queue}}:result:{id}"))
+        .unwrap();
     json.map(|j| serde_json::from_str(&j).unwrap())
 }
 
@@ -287,7 +348,10 @@ pub fn wait_result(redis: &RedisServer, id: &str, limit: Duration) -> serde_json
                 return r;
             }
         }
-        assert!(Instant::now() < deadline, "no final result for {id} within {limit:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no final result for {id} within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -312,8 +376,11 @@ pub fn dead_letter(redis: &RedisServer, id: &str) -> Option<serde_json::Value> {
 
 /// All dead letters.
 pub fn dead_letters(redis: &RedisServer) -> Vec<serde_json::Value> {
-    let map: std::collections::HashMap<String, String> = redis.conn().hgetall("{task_queue}:dead").unwrap();
-    map.values().map(|j| serde_json::from_str(j).unwrap()).collect()
+    let map: std::collections::HashMap<String, String> =
+        redis.conn().hgetall("{task_queue}:dead").unwrap();
+    map.values()
+        .map(|j| serde_json::from_str(j).unwrap())
+        .collect()
 }
 
 /// A counter from `{task_queue}:stats`.

@@ -32,7 +32,10 @@ fn seed_messages_without_ids_are_processed_into_result_records() {
     let plugins = log_plugins(&data);
     // Exactly the seed's producer: RPUSH of {"task_type", "params"} JSON, no id.
     for _ in 0..3 {
-        push(&redis, &[json!({"task_type": "parse_log_file", "params": {"text": LOG_TEXT}})]);
+        push(
+            &redis,
+            &[json!({"task_type": "parse_log_file", "params": {"text": LOG_TEXT}})],
+        );
     }
     // ... and one pushed by redis-cli, as an operator would.
     let status = std::process::Command::new("redis-cli")
@@ -54,7 +57,10 @@ fn seed_messages_without_ids_are_processed_into_result_records() {
         assert_eq!(r["result"]["lines"], 5);
         assert_eq!(r["result"]["levels"]["ERROR"], 2);
         assert_eq!(r["result"]["levels"]["INFO"], 1);
-        assert_eq!(r["result"]["top_errors"][0], json!(["[db] connection refused", 2]));
+        assert_eq!(
+            r["result"]["top_errors"][0],
+            json!(["[db] connection refused", 2])
+        );
         assert!(r["id"].as_str().unwrap().len() >= 32, "assigned UUID id");
         assert!(r["finished_at"].as_u64() >= r["started_at"].as_u64());
         assert!(r["duration_ms"].is_u64());
@@ -68,10 +74,13 @@ fn generated_file_is_parsed_by_the_next_task_and_replies_are_pushed() {
     let redis = RedisServer::start();
     let data = TempDir::new("data");
     let plugins = log_plugins(&data);
-    push(&redis, &[
-        json!({"id": "gen-1", "task_type": "generate_log_file", "reply_to": "replies",
+    push(
+        &redis,
+        &[
+            json!({"id": "gen-1", "task_type": "generate_log_file", "reply_to": "replies",
                "params": {"file": "app.log", "lines": 500, "seed": 7}}),
-    ]);
+        ],
+    );
     assert_ok(&run_burst(&redis, &plugins, &[]));
     let generated = result(&redis, "gen-1").unwrap();
     assert_eq!(generated["status"], "succeeded", "{generated}");
@@ -79,8 +88,13 @@ fn generated_file_is_parsed_by_the_next_task_and_replies_are_pushed() {
     let on_disk = std::fs::read_to_string(data.path().join("app.log")).unwrap();
     assert_eq!(on_disk.lines().count(), 500);
 
-    push(&redis, &[json!({"id": "parse-1", "task_type": "parse_log_file", "reply_to": "replies",
-                          "params": {"path": "app.log"}})]);
+    push(
+        &redis,
+        &[
+            json!({"id": "parse-1", "task_type": "parse_log_file", "reply_to": "replies",
+                          "params": {"path": "app.log"}}),
+        ],
+    );
     assert_ok(&run_burst(&redis, &plugins, &[]));
     let parsed = result(&redis, "parse-1").unwrap();
     assert_eq!(parsed["status"], "succeeded", "{parsed}");
@@ -89,18 +103,28 @@ fn generated_file_is_parsed_by_the_next_task_and_replies_are_pushed() {
     assert_eq!(parsed["result"]["levels"], generated["result"]["levels"]);
 
     // Both records were also pushed onto reply_to, in order.
-    let replies: Vec<String> = redis::Commands::lrange(&mut redis.conn(), "replies", 0, -1).unwrap();
-    let replies: Vec<serde_json::Value> = replies.iter().map(|r| serde_json::from_str(r).unwrap()).collect();
+    let replies: Vec<String> =
+        redis::Commands::lrange(&mut redis.conn(), "replies", 0, -1).unwrap();
+    let replies: Vec<serde_json::Value> = replies
+        .iter()
+        .map(|r| serde_json::from_str(r).unwrap())
+        .collect();
     assert_eq!(replies.len(), 2);
     assert_eq!(replies[0]["id"], "gen-1");
     assert_eq!(replies[1], parsed);
 
     // Same seed, same file: generation is deterministic.
     let first = on_disk;
-    push(&redis, &[json!({"id": "gen-2", "task_type": "generate_log_file",
-                          "params": {"file": "again.log", "lines": 500, "seed": 7}})]);
+    push(
+        &redis,
+        &[json!({"id": "gen-2", "task_type": "generate_log_file",
+                          "params": {"file": "again.log", "lines": 500, "seed": 7}})],
+    );
     assert_ok(&run_burst(&redis, &plugins, &[]));
-    assert_eq!(std::fs::read_to_string(data.path().join("again.log")).unwrap(), first);
+    assert_eq!(
+        std::fs::read_to_string(data.path().join("again.log")).unwrap(),
+        first
+    );
 
     // `sluice result ID` prints the record.
     let mut cmd = sluice();
@@ -117,7 +141,10 @@ fn tasks_run_concurrently_up_to_the_limit() {
     let plugins = Plugins::new(&[("misbehave", "")]);
     let ids: Vec<String> = (0..4).map(|i| format!("spin-{i}")).collect();
     for id in &ids {
-        push(&redis, &[json!({"id": id, "task_type": "spin", "params": {"ms": 400}})]);
+        push(
+            &redis,
+            &[json!({"id": id, "task_type": "spin", "params": {"ms": 400}})],
+        );
     }
     assert_ok(&run_burst(&redis, &plugins, &["--concurrency", "4"]));
     let records: Vec<_> = ids.iter().map(|id| result(&redis, id).unwrap()).collect();
@@ -126,7 +153,8 @@ fn tasks_run_concurrently_up_to_the_limit() {
     }
     // Every pair of tasks overlapped in time: they ran at once, not in turn.
     let overlap = |a: &serde_json::Value, b: &serde_json::Value| {
-        a["started_at"].as_u64() < b["finished_at"].as_u64() && b["started_at"].as_u64() < a["finished_at"].as_u64()
+        a["started_at"].as_u64() < b["finished_at"].as_u64()
+            && b["started_at"].as_u64() < a["finished_at"].as_u64()
     };
     let mut overlapping = 0;
     for i in 0..records.len() {
@@ -139,10 +167,16 @@ fn tasks_run_concurrently_up_to_the_limit() {
     // With --concurrency 1 no two tasks overlap.
     let redis = RedisServer::start();
     for id in &ids[..2] {
-        push(&redis, &[json!({"id": id, "task_type": "spin", "params": {"ms": 100}})]);
+        push(
+            &redis,
+            &[json!({"id": id, "task_type": "spin", "params": {"ms": 100}})],
+        );
     }
     assert_ok(&run_burst(&redis, &plugins, &["--concurrency", "1"]));
-    let (a, b) = (result(&redis, &ids[0]).unwrap(), result(&redis, &ids[1]).unwrap());
+    let (a, b) = (
+        result(&redis, &ids[0]).unwrap(),
+        result(&redis, &ids[1]).unwrap(),
+    );
     assert!(!overlap(&a, &b), "{a} {b}");
 }
 
@@ -150,13 +184,36 @@ fn tasks_run_concurrently_up_to_the_limit() {
 fn plugin_log_lines_and_output_reach_the_host_log_with_the_task_id() {
     let redis = RedisServer::start();
     let plugins = Plugins::new(&[("misbehave", "")]);
-    push(&redis, &[json!({"id": "echo-1", "task_type": "echo", "params": {"say": "hello"}})]);
+    push(
+        &redis,
+        &[json!({"id": "echo-1", "task_type": "echo", "params": {"say": "hello"}})],
+    );
     let stderr = assert_ok(&run_burst(&redis, &plugins, &[]));
     let r = result(&redis, "echo-1").unwrap();
     assert_eq!(r["result"], json!({"say": "hello"}));
     let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("echo-1")).collect();
-    assert!(lines.iter().any(|l| l.contains("echo") && l.contains("INFO")), "host log line missing:\n{stderr}");
-    assert!(lines.iter().any(|l| l.contains("stream=\"stdout\"") || l.contains("stream=stdout")), "stdout not captured:\n{stderr}");
-    assert!(lines.iter().any(|l| l.contains("stream=\"stderr\"") || l.contains("stream=stderr")), "stderr not captured:\n{stderr}");
-    assert!(lines.iter().all(|l| l.contains("task_type=echo") && l.contains("plugin=misbehave")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("echo") && l.contains("INFO")),
+        "host log line missing:\n{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("stream=\"stdout\"") || l.contains("stream=stdout")),
+        "stdout not captured:\n{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("stream=\"stderr\"") || l.contains("stream=stderr")),
+        "stderr not captured:\n{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("task_type=echo") && l.contains("plugin=misbehave")),
+        "{lines:?}"
+    );
 }

@@ -10,7 +10,10 @@ use serde_json::json;
 use crate::harness::*;
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[test]
@@ -19,14 +22,23 @@ fn soak_with_random_kills_loses_nothing() {
     let kills = env_or("SLUICE_SOAK_KILLS", 4);
     let redis = RedisServer::start();
     let plugins = Plugins::new(&[("misbehave", "")]);
-    let fast = ["--lease-ms", "1500", "--heartbeat-ms", "300", "--concurrency", "8"];
+    let fast = [
+        "--lease-ms",
+        "1500",
+        "--heartbeat-ms",
+        "300",
+        "--concurrency",
+        "8",
+    ];
     let messages: Vec<_> = (0..tasks)
         .map(|i| json!({"id": format!("s{i}"), "task_type": "spin", "params": {"ms": 5}}))
         .collect();
     push(&redis, &messages);
 
     let started = Instant::now();
-    let mut workers: Vec<WorkerProcess> = (0..3).map(|_| WorkerProcess::spawn(&redis, &plugins, &fast)).collect();
+    let mut workers: Vec<WorkerProcess> = (0..3)
+        .map(|_| WorkerProcess::spawn(&redis, &plugins, &fast))
+        .collect();
     let mut logs = Vec::new();
     for k in 0..kills {
         std::thread::sleep(Duration::from_millis(300 + fastrand_ms(400)));
@@ -40,16 +52,25 @@ fn soak_with_random_kills_loses_nothing() {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut unfinished: HashSet<String> = (0..tasks).map(|i| format!("s{i}")).collect();
     while !unfinished.is_empty() {
-        assert!(Instant::now() < deadline, "{} tasks never finished: {:?}", unfinished.len(), unfinished.iter().take(5).collect::<Vec<_>>());
+        assert!(
+            Instant::now() < deadline,
+            "{} tasks never finished: {:?}",
+            unfinished.len(),
+            unfinished.iter().take(5).collect::<Vec<_>>()
+        );
         unfinished.retain(|id| {
-            let done = result(&redis, id).is_some_and(|r| r["status"] == "succeeded") || dead_letter(&redis, id).is_some();
+            let done = result(&redis, id).is_some_and(|r| r["status"] == "succeeded")
+                || dead_letter(&redis, id).is_some();
             !done
         });
         std::thread::sleep(Duration::from_millis(50));
     }
     let elapsed = started.elapsed();
     logs.extend(workers.iter().map(|w| w.log()));
-    let completions = logs.iter().map(|l| l.matches("task succeeded").count()).sum::<usize>();
+    let completions = logs
+        .iter()
+        .map(|l| l.matches("task succeeded").count())
+        .sum::<usize>();
     let dead = dead_letters(&redis).len();
     eprintln!(
         "soak: {tasks} tasks, 3 workers, {kills} kill -9s, {elapsed:?}: {} succeeded, {dead} dead-lettered (poison), {} sandbox completions → {} duplicate executions, {} recovered from crashed workers",
@@ -62,6 +83,9 @@ fn soak_with_random_kills_loses_nothing() {
 }
 
 fn fastrand_ms(max: u64) -> u64 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
     nanos % max
 }

@@ -34,7 +34,10 @@ pub type QueueResult<T> = Result<T, QueueError>;
 
 macro_rules! script {
     ($file:literal) => {
-        Script::new(concat!(include_str!("lua/common.lua"), include_str!(concat!("lua/", $file))))
+        Script::new(concat!(
+            include_str!("lua/common.lua"),
+            include_str!(concat!("lua/", $file))
+        ))
     };
 }
 
@@ -112,7 +115,9 @@ pub struct Queue {
 
 impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Queue").field("keys", &self.keys).finish_non_exhaustive()
+        f.debug_struct("Queue")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
     }
 }
 
@@ -158,7 +163,10 @@ impl Queue {
         let config = AsyncConnectionConfig::new()
             .set_response_timeout(Some(block + Duration::from_secs(5)))
             .set_connection_timeout(Some(Duration::from_secs(2)));
-        Ok(self.client.get_multiplexed_async_connection_with_config(&config).await?)
+        Ok(self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?)
     }
 
     /// The shared multiplexed connection, for commands of the CLI.
@@ -204,7 +212,11 @@ impl Queue {
     ///
     /// # Errors
     /// On Redis errors.
-    pub async fn fetch_batch(&self, worker_id: &str, max: usize) -> QueueResult<Option<Vec<Vec<u8>>>> {
+    pub async fn fetch_batch(
+        &self,
+        worker_id: &str,
+        max: usize,
+    ) -> QueueResult<Option<Vec<Vec<u8>>>> {
         Ok(self
             .scripts
             .fetch
@@ -259,7 +271,11 @@ impl Queue {
             .arg(finish.record)
             .arg(self.retention.result_ttl_secs)
             .arg(finish.status)
-            .arg(if finish.dead_letter.is_some() { finish.id } else { "" })
+            .arg(if finish.dead_letter.is_some() {
+                finish.id
+            } else {
+                ""
+            })
             .arg(finish.dead_letter.unwrap_or(""))
             .arg(self.retention.dead_cap)
             .invoke_async(&mut self.conn.clone())
@@ -328,7 +344,12 @@ impl Queue {
     ///
     /// # Errors
     /// On Redis errors.
-    pub async fn reap(&self, reaper_id: &str, max_crashes: u32, tombstone: Duration) -> QueueResult<(u64, u64)> {
+    pub async fn reap(
+        &self,
+        reaper_id: &str,
+        max_crashes: u32,
+        tombstone: Duration,
+    ) -> QueueResult<(u64, u64)> {
         Ok(self
             .scripts
             .reap

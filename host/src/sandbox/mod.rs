@@ -17,17 +17,22 @@
 //!   only instantiates (tens of µs).
 
 mod bindings;
+mod compile;
 mod output;
 mod plugin;
 mod state;
+pub mod world;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+};
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
+pub use compile::{CompileInfo, default_cache_dir};
 pub use output::{CapturedOutput, DEFAULT_CAPTURE_BYTES};
 pub use plugin::{LoadError, Plugin};
 pub use state::CancelToken;
@@ -112,6 +117,8 @@ pub struct SandboxConfig {
     pub max_instances: u32,
     /// Bytes of stdout and of stderr kept per task.
     pub capture_bytes: usize,
+    /// Folder of precompiled components (`None`: compile every time).
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for SandboxConfig {
@@ -119,6 +126,7 @@ impl Default for SandboxConfig {
         SandboxConfig {
             max_instances: 128,
             capture_bytes: DEFAULT_CAPTURE_BYTES,
+            cache_dir: default_cache_dir(),
         }
     }
 }
@@ -236,9 +244,10 @@ impl Sandbox {
                 crate::manifest::DirMode::ReadOnly => FsPerms::ReadOnly,
                 crate::manifest::DirMode::ReadWrite => FsPerms::ReadWrite,
             };
-            wasi.preopened_dir(&dir.host, &dir.guest, perms).map_err(|e| {
-                anyhow::anyhow!("cannot open granted dir {}: {e:#}", dir.host.display())
-            })?;
+            wasi.preopened_dir(&dir.host, &dir.guest, perms)
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot open granted dir {}: {e:#}", dir.host.display())
+                })?;
         }
         let state = TaskState {
             wasi: wasi.build(),
@@ -299,7 +308,11 @@ fn classify_trap(error: &wasmtime::Error, state: &TaskState, timeout: Duration) 
 }
 
 fn first_line(error: &wasmtime::Error) -> String {
-    format!("{error}").lines().next().unwrap_or_default().to_owned()
+    format!("{error}")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn log_output(stream: &str, output: &CapturedOutput) {

@@ -51,7 +51,9 @@ impl CapturedOutput {
         if bytes.len() > room {
             buffer.truncated = true;
         }
-        buffer.bytes.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        buffer
+            .bytes
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 }
 

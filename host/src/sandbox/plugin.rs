@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::CompileInfo;
 use sha2::{Digest, Sha256};
-use wasmtime::component::Component;
 
+use super::Sandbox;
 use super::bindings::PluginPre;
 use super::state::TaskState;
-use super::Sandbox;
 use crate::manifest::{Manifest, ManifestError};
 
 /// Why a plugin file could not be loaded; every case names the file.
@@ -63,6 +63,8 @@ struct Inner {
     name: String,
     path: PathBuf,
     sha256: String,
+    size: u64,
+    compiled: CompileInfo,
     manifest: Manifest,
     task_types: Vec<String>,
     pre: PluginPre<TaskState>,
@@ -87,19 +89,33 @@ impl Plugin {
     /// A [`LoadError`] naming the file and the cause.
     pub async fn load(sandbox: &Sandbox, path: &Path) -> Result<Plugin, LoadError> {
         let manifest = Manifest::load_or_default(&path.with_extension("toml"))?;
-        let bytes = tokio::fs::read(path).await.map_err(|source| LoadError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|source| LoadError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
         let sha256 = hex(&Sha256::digest(&bytes));
         let engine = sandbox.engine().clone();
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
-            .await
-            .expect("compile task panicked")
-            .map_err(|e| LoadError::InvalidComponent {
+        let cache_dir = sandbox.inner.config.cache_dir.clone();
+        let hash = sha256.clone();
+        let size = bytes.len() as u64;
+        let (component, compiled) = tokio::task::spawn_blocking(move || {
+            super::compile::compile(&engine, &bytes, &hash, cache_dir.as_deref())
+        })
+        .await
+        .expect("compile task panicked")
+        .map_err(|e| LoadError::InvalidComponent {
+            path: path.to_owned(),
+            message: format!("{e:#}"),
+        })?;
+        let problems = super::world::mismatches(sandbox.engine(), &component);
+        if !problems.is_empty() {
+            return Err(LoadError::WorldMismatch {
                 path: path.to_owned(),
-                message: format!("{e:#}"),
-            })?;
+                message: problems.join("; "),
+            });
+        }
         let mismatch = |e: wasmtime::Error| LoadError::WorldMismatch {
             path: path.to_owned(),
             message: format!("{e:#}"),
@@ -119,6 +135,8 @@ impl Plugin {
                 name,
                 path: path.to_owned(),
                 sha256,
+                size,
+                compiled,
                 manifest,
                 task_types: Vec::new(),
                 pre,
@@ -156,6 +174,16 @@ impl Plugin {
     /// SHA-256 of the `.wasm` file, lowercase hex.
     pub fn sha256(&self) -> &str {
         &self.inner.sha256
+    }
+
+    /// Size of the `.wasm` file, bytes.
+    pub fn size(&self) -> u64 {
+        self.inner.size
+    }
+
+    /// How the component was compiled (time, whether from the cache).
+    pub fn compiled(&self) -> CompileInfo {
+        self.inner.compiled
     }
 
     /// The plugin's manifest (defaults when it has none).

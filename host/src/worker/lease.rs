@@ -65,7 +65,12 @@ impl LeaseHolder {
 /// `SIGSTOP`, and a reaper requeued its tasks) interrupts every sandbox
 /// of that lease and registers a fresh worker id. If Redis cannot be
 /// reached for a whole lease period the lease is treated as lost too.
-pub async fn heartbeat(queue: Queue, holder: Arc<LeaseHolder>, lease_for: Duration, heartbeat: Duration) {
+pub async fn heartbeat(
+    queue: Queue,
+    holder: Arc<LeaseHolder>,
+    lease_for: Duration,
+    heartbeat: Duration,
+) {
     let mut last_ok = tokio::time::Instant::now();
     let mut redis_down = false;
     loop {
@@ -102,7 +107,12 @@ pub async fn heartbeat(queue: Queue, holder: Arc<LeaseHolder>, lease_for: Durati
 }
 
 /// Replaces a lost lease and registers the new one, retrying until Redis answers.
-pub async fn register_fresh(queue: &Queue, holder: &LeaseHolder, lost: &Lease, lease_for: Duration) -> Lease {
+pub async fn register_fresh(
+    queue: &Queue,
+    holder: &LeaseHolder,
+    lost: &Lease,
+    lease_for: Duration,
+) -> Lease {
     let fresh = holder.replace(lost);
     let mut delay = Duration::from_millis(100);
     while let Err(e) = queue.register(&fresh.worker_id, lease_for).await {

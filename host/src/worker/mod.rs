@@ -96,7 +96,13 @@ pub struct Worker {
 impl Worker {
     /// A worker for `queue` running `registry`'s plugins in `sandbox`.
     /// `base_id` prefixes its worker ids (conventionally `host:pid`).
-    pub fn new(queue: Queue, registry: Registry, sandbox: Sandbox, config: WorkerConfig, base_id: &str) -> Worker {
+    pub fn new(
+        queue: Queue,
+        registry: Registry,
+        sandbox: Sandbox,
+        config: WorkerConfig,
+        base_id: &str,
+    ) -> Worker {
         Worker {
             shared: Arc::new(Shared {
                 queue,
@@ -124,15 +130,30 @@ impl Worker {
     ///
     /// # Errors
     /// Only when the first lease cannot be registered.
-    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<Summary, crate::queue::QueueError> {
+    pub async fn run(
+        &self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<Summary, crate::queue::QueueError> {
         let shared = &self.shared;
         let config = &shared.config;
         let first = self.leases.current();
-        shared.queue.register(&first.worker_id, config.lease).await?;
+        shared
+            .queue
+            .register(&first.worker_id, config.lease)
+            .await?;
         tracing::info!(worker = %first.worker_id, queue = %shared.queue.keys().pending, concurrency = config.concurrency, burst = config.burst, "worker started");
 
-        let heartbeat = tokio::spawn(lease::heartbeat(shared.queue.clone(), self.leases.clone(), config.lease, config.heartbeat));
-        let maintenance = tokio::spawn(maintain(shared.queue.clone(), self.leases.clone(), config.clone()));
+        let heartbeat = tokio::spawn(lease::heartbeat(
+            shared.queue.clone(),
+            self.leases.clone(),
+            config.lease,
+            config.heartbeat,
+        ));
+        let maintenance = tokio::spawn(maintain(
+            shared.queue.clone(),
+            self.leases.clone(),
+            config.clone(),
+        ));
 
         let slots = Arc::new(Semaphore::new(config.concurrency));
         let done = Arc::new(Notify::new());
@@ -148,7 +169,10 @@ impl Worker {
         let all = u32::try_from(config.concurrency).unwrap_or(u32::MAX);
         let drained = tokio::time::timeout(config.grace, slots.acquire_many(all)).await;
         if drained.is_err() {
-            tracing::warn!(grace_ms = config.grace.as_millis() as u64, "grace period over; interrupting the remaining tasks");
+            tracing::warn!(
+                grace_ms = config.grace.as_millis() as u64,
+                "grace period over; interrupting the remaining tasks"
+            );
             self.leases.current().cancel.cancel();
             let _ = slots.acquire_many(all).await;
         }
@@ -167,11 +191,7 @@ impl Worker {
         Ok(summary)
     }
 
-    async fn fetch_loop(
-        &self,
-        slots: &Arc<Semaphore>,
-        done: &Arc<Notify>,
-    ) {
+    async fn fetch_loop(&self, slots: &Arc<Semaphore>, done: &Arc<Notify>) {
         let shared = &self.shared;
         let config = &shared.config;
         let mut blocking = None;
@@ -186,14 +206,19 @@ impl Worker {
                 }
             }
             let lease = self.leases.current();
-            let fetched = match shared.queue.fetch_batch(&lease.worker_id, permits.len()).await {
+            let fetched = match shared
+                .queue
+                .fetch_batch(&lease.worker_id, permits.len())
+                .await
+            {
                 Ok(Some(messages)) => messages,
                 Ok(None) => {
                     // Lease lost: the heartbeat replaces it; wait for that.
                     drop(permits);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     if self.leases.current().worker_id == lease.worker_id {
-                        lease::register_fresh(&shared.queue, &self.leases, &lease, config.lease).await;
+                        lease::register_fresh(&shared.queue, &self.leases, &lease, config.lease)
+                            .await;
                     }
                     continue;
                 }
@@ -239,7 +264,11 @@ impl Worker {
                 }
             }
             let conn = blocking.as_mut().expect("just set");
-            match shared.queue.fetch_blocking(conn, &lease.worker_id, config.block).await {
+            match shared
+                .queue
+                .fetch_blocking(conn, &lease.worker_id, config.block)
+                .await
+            {
                 Ok(Some(raw)) => {
                     if self.leases.current().worker_id == lease.worker_id {
                         let permit = permits.pop().expect("one permit");
@@ -313,7 +342,11 @@ async fn maintain(queue: Queue, leases: Arc<LeaseHolder>, config: WorkerConfig) 
             match queue.reap(&reaper, config.max_crashes, tombstone).await {
                 Ok((0, 0)) => {}
                 Ok((recovered, poisoned)) => {
-                    tracing::warn!(recovered, poisoned, "recovered the in-flight tasks of dead workers")
+                    tracing::warn!(
+                        recovered,
+                        poisoned,
+                        "recovered the in-flight tasks of dead workers"
+                    )
                 }
                 Err(e) => tracing::debug!(error = %e, "reap failed; will retry"),
             }

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
+use super::Shared;
 use super::lease::Lease;
 use super::retry::RetryPolicy;
-use super::Shared;
 use crate::message::{self, BadMessage, Task};
 use crate::queue::{Finish, QueueResult};
 use crate::record::{DeadLetter, ErrorInfo, ResultRecord, Status, now_ms};
@@ -55,7 +55,14 @@ pub async fn process(shared: &Shared, lease: &Lease, raw: Vec<u8>) -> Outcome {
     .await
 }
 
-async fn run(shared: &Shared, lease: &Lease, raw: &[u8], task: &Task, plugin: &Plugin, started_at: u64) -> Outcome {
+async fn run(
+    shared: &Shared,
+    lease: &Lease,
+    raw: &[u8],
+    task: &Task,
+    plugin: &Plugin,
+    started_at: u64,
+) -> Outcome {
     let attempt = task.attempts + 1;
     let input = TaskInput {
         id: &task.id,
@@ -89,17 +96,25 @@ async fn run(shared: &Shared, lease: &Lease, raw: &[u8], task: &Task, plugin: &P
             record.result = Some(result);
             tracing::info!(attempt, duration_ms = record.duration_ms, "task succeeded");
             let json = serde_json::to_string(&record).expect("record serializes");
-            finish(shared, lease, task.reply_to.as_deref(), Finish {
-                message: raw,
-                id: &task.id,
-                record: &json,
-                status: "succeeded",
-                dead_letter: None,
-            })
+            finish(
+                shared,
+                lease,
+                task.reply_to.as_deref(),
+                Finish {
+                    message: raw,
+                    id: &task.id,
+                    record: &json,
+                    status: "succeeded",
+                    dead_letter: None,
+                },
+            )
             .await
         }
         Err(TaskFailure::Interrupted) => {
-            tracing::warn!(attempt, "task interrupted; its message stays in flight for recovery");
+            tracing::warn!(
+                attempt,
+                "task interrupted; its message stays in flight for recovery"
+            );
             Outcome::Abandoned
         }
         Err(failure) => {
@@ -119,39 +134,79 @@ async fn run(shared: &Shared, lease: &Lease, raw: &[u8], task: &Task, plugin: &P
     }
 }
 
-async fn retry(shared: &Shared, lease: &Lease, raw: &[u8], task: &Task, record: &ResultRecord, policy: &RetryPolicy) -> Outcome {
+async fn retry(
+    shared: &Shared,
+    lease: &Lease,
+    raw: &[u8],
+    task: &Task,
+    record: &ResultRecord,
+    policy: &RetryPolicy,
+) -> Outcome {
     let delay = policy.delay_ms(record.attempts);
     let error = record.error.as_ref().expect("a retry has an error");
     tracing::warn!(attempt = record.attempts, kind = %error.kind, delay_ms = delay, "task failed; retrying: {}", error.message);
-    let stored = match message::rewrite(raw, &[
-        ("id", task.id.clone().into()),
-        ("attempts", record.attempts.into()),
-        ("delay_ms", serde_json::Value::Null),
-    ]) {
+    let stored = match message::rewrite(
+        raw,
+        &[
+            ("id", task.id.clone().into()),
+            ("attempts", record.attempts.into()),
+            ("delay_ms", serde_json::Value::Null),
+        ],
+    ) {
         Ok(stored) => stored,
         Err(_) => unreachable!("a parsed task is a JSON object"),
     };
     let json = serde_json::to_string(record).expect("record serializes");
     let due = now_ms() + delay;
     let done = with_redis_retry(lease, || {
-        shared.queue.reschedule(&lease.worker_id, raw, &stored, due, Some("retried"), Some((&task.id, &json)))
+        shared.queue.reschedule(
+            &lease.worker_id,
+            raw,
+            &stored,
+            due,
+            Some("retried"),
+            Some((&task.id, &json)),
+        )
     })
     .await;
-    if done { Outcome::Retrying } else { Outcome::Abandoned }
+    if done {
+        Outcome::Retrying
+    } else {
+        Outcome::Abandoned
+    }
 }
 
 async fn defer(shared: &Shared, lease: &Lease, raw: &[u8], task: &Task, due: u64) -> Outcome {
     tracing::debug!(due_ms = due, "task not due yet; delayed");
-    let mut fields = vec![("run_at", serde_json::Value::from(due)), ("delay_ms", serde_json::Value::Null)];
+    let mut fields = vec![
+        ("run_at", serde_json::Value::from(due)),
+        ("delay_ms", serde_json::Value::Null),
+    ];
     if task.id_assigned {
         fields.push(("id", task.id.clone().into()));
     }
-    let stored = message::rewrite(raw, &fields).unwrap_or_else(|_| unreachable!("a parsed task is a JSON object"));
-    let done = with_redis_retry(lease, || shared.queue.reschedule(&lease.worker_id, raw, &stored, due, None, None)).await;
-    if done { Outcome::Deferred } else { Outcome::Abandoned }
+    let stored = message::rewrite(raw, &fields)
+        .unwrap_or_else(|_| unreachable!("a parsed task is a JSON object"));
+    let done = with_redis_retry(lease, || {
+        shared
+            .queue
+            .reschedule(&lease.worker_id, raw, &stored, due, None, None)
+    })
+    .await;
+    if done {
+        Outcome::Deferred
+    } else {
+        Outcome::Abandoned
+    }
 }
 
-async fn bad_message(shared: &Shared, lease: &Lease, raw: &[u8], bad: BadMessage, started_at: u64) -> Outcome {
+async fn bad_message(
+    shared: &Shared,
+    lease: &Lease,
+    raw: &[u8],
+    bad: BadMessage,
+    started_at: u64,
+) -> Outcome {
     let id = message::new_id();
     let kind = match bad {
         BadMessage::Malformed(_) => "malformed",
@@ -175,11 +230,21 @@ async fn bad_message(shared: &Shared, lease: &Lease, raw: &[u8], bad: BadMessage
         kind: kind.into(),
         message: bad.to_string(),
     };
-    fail(shared, lease, raw, &task, None, error, started_at).instrument(span).await
+    fail(shared, lease, raw, &task, None, error, started_at)
+        .instrument(span)
+        .await
 }
 
 /// Fails a task that never reached a plugin.
-async fn fail(shared: &Shared, lease: &Lease, raw: &[u8], task: &Task, plugin: Option<&Plugin>, error: ErrorInfo, started_at: u64) -> Outcome {
+async fn fail(
+    shared: &Shared,
+    lease: &Lease,
+    raw: &[u8],
+    task: &Task,
+    plugin: Option<&Plugin>,
+    error: ErrorInfo,
+    started_at: u64,
+) -> Outcome {
     let finished_at = now_ms();
     let record = ResultRecord {
         id: task.id.clone(),
@@ -200,7 +265,14 @@ async fn fail(shared: &Shared, lease: &Lease, raw: &[u8], task: &Task, plugin: O
 }
 
 /// Acknowledges a task as failed for good and dead-letters its message.
-async fn fail_with(shared: &Shared, lease: &Lease, raw: &[u8], task: &Task, mut record: ResultRecord, error: ErrorInfo) -> Outcome {
+async fn fail_with(
+    shared: &Shared,
+    lease: &Lease,
+    raw: &[u8],
+    task: &Task,
+    mut record: ResultRecord,
+    error: ErrorInfo,
+) -> Outcome {
     tracing::warn!(attempt = record.attempts, kind = %error.kind, "task failed; dead-lettered: {}", error.message);
     let letter = DeadLetter {
         id: task.id.clone(),
@@ -215,27 +287,50 @@ async fn fail_with(shared: &Shared, lease: &Lease, raw: &[u8], task: &Task, mut 
     record.error = Some(error);
     let json = serde_json::to_string(&record).expect("record serializes");
     let letter = serde_json::to_string(&letter).expect("dead letter serializes");
-    let outcome = finish(shared, lease, task.reply_to.as_deref(), Finish {
-        message: raw,
-        id: &task.id,
-        record: &json,
-        status: "failed",
-        dead_letter: Some(&letter),
-    })
+    let outcome = finish(
+        shared,
+        lease,
+        task.reply_to.as_deref(),
+        Finish {
+            message: raw,
+            id: &task.id,
+            record: &json,
+            status: "failed",
+            dead_letter: Some(&letter),
+        },
+    )
     .await;
-    if outcome == Outcome::Succeeded { Outcome::Failed } else { outcome }
+    if outcome == Outcome::Succeeded {
+        Outcome::Failed
+    } else {
+        outcome
+    }
 }
 
 /// Acknowledges, then pushes the record onto `reply_to`. Returns
 /// `Succeeded` when acknowledged, `Abandoned` when fenced off.
-async fn finish(shared: &Shared, lease: &Lease, reply_to: Option<&str>, finish: Finish<'_>) -> Outcome {
+async fn finish(
+    shared: &Shared,
+    lease: &Lease,
+    reply_to: Option<&str>,
+    finish: Finish<'_>,
+) -> Outcome {
     let acked = with_redis_retry(lease, || shared.queue.finish(&lease.worker_id, &finish)).await;
     if !acked {
-        tracing::warn!("acknowledgement rejected: the lease was lost and the task may run elsewhere");
+        tracing::warn!(
+            "acknowledgement rejected: the lease was lost and the task may run elsewhere"
+        );
         return Outcome::Abandoned;
     }
     if let Some(reply_to) = reply_to {
-        with_redis_retry(lease, || async { shared.queue.reply(reply_to, finish.record).await.map(|()| true) }).await;
+        with_redis_retry(lease, || async {
+            shared
+                .queue
+                .reply(reply_to, finish.record)
+                .await
+                .map(|()| true)
+        })
+        .await;
     }
     Outcome::Succeeded
 }
