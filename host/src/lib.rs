@@ -13,11 +13,13 @@
 //! - [`manifest`]: a plugin's `NAME.toml` — limits and capabilities.
 //! - [`sandbox`]: the wasmtime engine, per-task stores, epoch deadlines, WASI grants.
 //! - [`registry`]: loading a plugins directory and routing task types to plugins.
+//! - [`watch`]: hot reload — watching the plugins directory.
 //! - [`keys`]: the Redis key layout of one queue (Cluster hash-tagged).
 //! - [`record`]: result records and dead letters, as stored in Redis.
 //! - [`queue`]: the Redis side of the protocol — fetch, leases, acknowledgement.
 //! - [`worker`]: the worker loop that ties them together.
 //! - [`admin`]: operator commands — queue counts and the dead-letter queue.
+//! - [`telemetry`]: Prometheus metrics, `/healthz` and `/readyz`.
 #![deny(missing_docs)]
 
 pub mod admin;
@@ -28,4 +30,6 @@ pub mod queue;
 pub mod record;
 pub mod registry;
 pub mod sandbox;
+pub mod telemetry;
+pub mod watch;
 pub mod worker;

@@ -8,9 +8,10 @@ use clap::{Parser, Subcommand};
 
 use sluice::admin;
 use sluice::queue::{Queue, Retention};
-use sluice::registry::Registry;
+use sluice::registry::{Registry, SharedRegistry};
 use sluice::sandbox::{Plugin, Sandbox, SandboxConfig};
 use sluice::worker::{RetryPolicy, Worker, WorkerConfig};
+use sluice::{telemetry, watch};
 
 /// Sluice: a Redis task-queue worker that runs every task in a sandboxed
 /// WebAssembly component.
@@ -152,6 +153,16 @@ struct WorkerArgs {
     /// Worker crashes a task may live through before it is dead-lettered as poison.
     #[arg(long, env = "SLUICE_MAX_CRASHES", default_value_t = 3)]
     max_crashes: u32,
+    /// How long a task whose type no plugin handles waits for one to be
+    /// deployed before it is dead-lettered, ms.
+    #[arg(long, env = "SLUICE_UNKNOWN_TYPE_GRACE_MS", default_value_t = 300_000)]
+    unknown_type_grace_ms: u64,
+    /// Do not watch the plugins directory for changes.
+    #[arg(long, env = "SLUICE_NO_WATCH")]
+    no_watch: bool,
+    /// Serve Prometheus metrics on /metrics, and /healthz and /readyz, at this address (e.g. 127.0.0.1:9100).
+    #[arg(long, env = "SLUICE_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// TTL of result records, seconds.
     #[arg(long, env = "SLUICE_RESULT_TTL_SECS", default_value_t = 86_400)]
     result_ttl_secs: u64,
@@ -216,11 +227,24 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             cap_ms: args.backoff_cap_ms,
         },
         max_crashes: args.max_crashes,
+        unknown_type_grace: Duration::from_millis(args.unknown_type_grace_ms),
         ..WorkerConfig::default()
     };
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "host".into());
+    let registry = SharedRegistry::new(registry);
+    let _watch = if args.no_watch {
+        None
+    } else {
+        Some(
+            watch::spawn(sandbox.clone(), args.plugins.clone(), registry.clone())
+                .with_context(|| format!("cannot watch {}", args.plugins.display()))?,
+        )
+    };
+    if let Some(addr) = args.metrics_addr {
+        telemetry::serve(addr, queue.clone(), registry.clone()).await?;
+    }
     let worker = Worker::new(
         queue,
         registry,

@@ -15,6 +15,7 @@
 //! | `run_at` | integer | do not run before this Unix time, ms |
 //! | `backoff_base_ms`, `backoff_cap_ms` | integer | per-task retry backoff, ms |
 //! | `attempts` | integer | attempts already made (written by Sluice on retry) |
+//! | `unroutable_since` | integer | Unix ms when Sluice first found no plugin for the type (written by Sluice) |
 //!
 //! Unknown fields are kept untouched (they travel with retries and dead letters).
 
@@ -44,6 +45,8 @@ pub struct Task {
     pub backoff_cap_ms: Option<u64>,
     /// Unix time in ms before which the task must not run, from `run_at` or `delay_ms`.
     pub not_before_ms: Option<u64>,
+    /// Unix ms when a worker first found no plugin for `task_type`.
+    pub unroutable_since: Option<u64>,
     /// Whether `delay_ms` was given (it is relative, so it is resolved once, on first sight).
     pub has_delay_ms: bool,
 }
@@ -80,6 +83,7 @@ struct Wire<'a> {
     backoff_cap_ms: Option<u64>,
     delay_ms: Option<u64>,
     run_at: Option<u64>,
+    unroutable_since: Option<u64>,
 }
 
 impl Task {
@@ -118,6 +122,7 @@ impl Task {
             backoff_base_ms: wire.backoff_base_ms,
             backoff_cap_ms: wire.backoff_cap_ms,
             not_before_ms,
+            unroutable_since: wire.unroutable_since,
             has_delay_ms: wire.delay_ms.is_some() && wire.run_at.is_none(),
         })
     }

@@ -18,7 +18,11 @@ fn malformed_and_unroutable_messages_are_dead_lettered_and_the_worker_goes_on() 
             json!({"id": "good-1", "task_type": "echo", "params": {"ok": true}}),
         ],
     );
-    assert_ok(&run_burst(&redis, &plugins, &[]));
+    assert_ok(&run_burst(
+        &redis,
+        &plugins,
+        &["--unknown-type-grace-ms", "0"],
+    ));
 
     // The good task after the bad ones still ran.
     assert_eq!(result(&redis, "good-1").unwrap()["status"], "succeeded");

@@ -6,6 +6,7 @@ mod harness;
 
 mod bad_input;
 mod delivery;
+mod hot_reload;
 mod main_job;
 mod retries;
 mod sandbox_limits;

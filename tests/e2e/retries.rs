@@ -88,7 +88,11 @@ fn dead_letters_can_be_listed_shown_requeued_and_purged() {
         ],
     );
     // A worker without the plugin dead-letters them as unknown task types.
-    assert_ok(&run_burst(&redis, &Plugins::new(&[("noop", "")]), &[]));
+    assert_ok(&run_burst(
+        &redis,
+        &Plugins::new(&[("noop", "")]),
+        &["--unknown-type-grace-ms", "0"],
+    ));
     let listed = sluice_cli(&redis, &["dead", "list"]);
     assert_eq!(listed.lines().count(), 3, "{listed}");
     let shown: serde_json::Value =

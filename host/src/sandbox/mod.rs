@@ -34,7 +34,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx};
 
 pub use compile::{CompileInfo, default_cache_dir};
 pub use output::{CapturedOutput, DEFAULT_CAPTURE_BYTES};
-pub use plugin::{LoadError, Plugin};
+pub use plugin::{LoadError, Plugin, sha256_hex};
 pub use state::CancelToken;
 
 use bindings::{WitTask, WitTaskError};
@@ -201,7 +201,10 @@ impl Sandbox {
             attempt: task.attempt,
         };
         let call = async {
+            let start = Instant::now();
             let instance = plugin.pre().instantiate_async(&mut store).await?;
+            ::metrics::histogram!("sluice_sandbox_instantiate_seconds", "plugin" => plugin.name().to_owned())
+                .record(start.elapsed().as_secs_f64());
             instance.call_handle(&mut store, &wit_task).await
         };
         // Epoch interruption bounds guest code; this outer timeout bounds time

@@ -95,7 +95,7 @@ impl Plugin {
                 path: path.to_owned(),
                 source,
             })?;
-        let sha256 = hex(&Sha256::digest(&bytes));
+        let sha256 = sha256_hex(&bytes);
         let engine = sandbox.engine().clone();
         let cache_dir = sandbox.inner.config.cache_dir.clone();
         let hash = sha256.clone();
@@ -199,6 +199,11 @@ impl Plugin {
     pub(super) fn pre(&self) -> &PluginPre<TaskState> {
         &self.inner.pre
     }
+}
+
+/// SHA-256 of `bytes`, lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -18,7 +18,7 @@ pub use process::Outcome;
 pub use retry::RetryPolicy;
 
 use crate::queue::Queue;
-use crate::registry::Registry;
+use crate::registry::SharedRegistry;
 use crate::sandbox::Sandbox;
 
 /// How a worker runs.
@@ -43,6 +43,9 @@ pub struct WorkerConfig {
     pub max_crashes: u32,
     /// Time in-flight tasks get to finish after a shutdown signal (default 30 s).
     pub grace: Duration,
+    /// How long a task whose type no plugin handles waits for one to be
+    /// deployed before it is dead-lettered (default 5 min).
+    pub unknown_type_grace: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -57,6 +60,7 @@ impl Default for WorkerConfig {
             retry: RetryPolicy::default(),
             max_crashes: 3,
             grace: Duration::from_secs(30),
+            unknown_type_grace: Duration::from_secs(300),
         }
     }
 }
@@ -81,7 +85,7 @@ pub struct Summary {
 /// State shared by the fetch loop and the task futures.
 pub struct Shared {
     queue: Queue,
-    registry: Registry,
+    registry: SharedRegistry,
     sandbox: Sandbox,
     config: WorkerConfig,
     counters: Counters,
@@ -98,7 +102,7 @@ impl Worker {
     /// `base_id` prefixes its worker ids (conventionally `host:pid`).
     pub fn new(
         queue: Queue,
-        registry: Registry,
+        registry: SharedRegistry,
         sandbox: Sandbox,
         config: WorkerConfig,
         base_id: &str,

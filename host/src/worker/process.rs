@@ -41,12 +41,8 @@ pub async fn process(shared: &Shared, lease: &Lease, raw: Vec<u8>) -> Outcome {
         if let Some(due) = task.not_before_ms.filter(|&due| due > started_at) {
             return defer(shared, lease, &raw, &task, due).await;
         }
-        let Some(plugin) = shared.registry.route(&task.task_type).cloned() else {
-            let error = ErrorInfo {
-                kind: "unknown_task_type".into(),
-                message: format!("no plugin handles task type {:?}", task.task_type),
-            };
-            return fail(shared, lease, &raw, &task, None, error, started_at).await;
+        let Some(plugin) = shared.registry.load().route(&task.task_type).cloned() else {
+            return unroutable(shared, lease, &raw, &task, started_at).await;
         };
         tracing::Span::current().record("plugin", tracing::field::display(plugin.name()));
         run(shared, lease, &raw, &task, &plugin, started_at).await
@@ -70,12 +66,19 @@ async fn run(
         params: &task.params,
         attempt,
     };
+    let labels = [
+        ("task_type", task.task_type.clone()),
+        ("plugin", plugin.name().to_owned()),
+    ];
+    ::metrics::counter!("sluice_tasks_started_total", &labels).increment(1);
     let outcome = shared.sandbox.run(plugin, &input, &lease.cancel).await;
     let outcome = outcome.and_then(|json| {
         serde_json::from_str::<serde_json::Value>(&json)
             .map_err(|e| TaskFailure::Fatal(format!("the plugin returned invalid JSON: {e}")))
     });
     let finished_at = now_ms();
+    ::metrics::histogram!("sluice_task_duration_seconds", &labels)
+        .record(finished_at.saturating_sub(started_at) as f64 / 1e3);
     let mut record = ResultRecord {
         id: task.id.clone(),
         task_type: Some(task.task_type.clone()),
@@ -95,6 +98,7 @@ async fn run(
         Ok(result) => {
             record.result = Some(result);
             tracing::info!(attempt, duration_ms = record.duration_ms, "task succeeded");
+            ::metrics::counter!("sluice_tasks_succeeded_total", &labels).increment(1);
             let json = serde_json::to_string(&record).expect("record serializes");
             finish(
                 shared,
@@ -124,6 +128,7 @@ async fn run(
             };
             let policy = shared.config.retry.for_task(Some(plugin.manifest()), task);
             if failure.is_retryable() && attempt <= policy.max_retries {
+                ::metrics::counter!("sluice_tasks_retried_total", &labels).increment(1);
                 record.status = Status::Retrying;
                 record.error = Some(error);
                 retry(shared, lease, raw, task, &record, &policy).await
@@ -200,6 +205,52 @@ async fn defer(shared: &Shared, lease: &Lease, raw: &[u8], task: &Task, due: u64
     }
 }
 
+/// No plugin handles the task type (yet): wait for one to be deployed, up
+/// to the worker's grace period, then dead-letter the task.
+async fn unroutable(shared: &Shared, lease: &Lease, raw: &[u8], task: &Task, now: u64) -> Outcome {
+    let grace = shared.config.unknown_type_grace.as_millis() as u64;
+    let since = task.unroutable_since.unwrap_or(now);
+    let waited = now.saturating_sub(since);
+    if waited >= grace {
+        let error = ErrorInfo {
+            kind: "unknown_task_type".into(),
+            message: format!(
+                "no plugin handles task type {:?} (waited {waited} ms for one to be deployed)",
+                task.task_type
+            ),
+        };
+        return fail(shared, lease, raw, task, None, error, now).await;
+    }
+    // Check again soon: 0.5 s, doubling, at most 10 s, never past the grace period.
+    let checks = task.attempts.min(5);
+    let delay = (500u64 << checks).min(10_000).min(grace - waited);
+    tracing::info!(
+        waited_ms = waited,
+        next_check_ms = delay,
+        "no plugin handles this task type yet; waiting for one"
+    );
+    let mut fields = vec![
+        ("unroutable_since", serde_json::Value::from(since)),
+        ("delay_ms", serde_json::Value::Null),
+    ];
+    if task.id_assigned {
+        fields.push(("id", task.id.clone().into()));
+    }
+    let stored = message::rewrite(raw, &fields)
+        .unwrap_or_else(|_| unreachable!("a parsed task is a JSON object"));
+    let done = with_redis_retry(lease, || {
+        shared
+            .queue
+            .reschedule(&lease.worker_id, raw, &stored, now + delay, None, None)
+    })
+    .await;
+    if done {
+        Outcome::Deferred
+    } else {
+        Outcome::Abandoned
+    }
+}
+
 async fn bad_message(
     shared: &Shared,
     lease: &Lease,
@@ -224,6 +275,7 @@ async fn bad_message(
         backoff_base_ms: None,
         backoff_cap_ms: None,
         not_before_ms: None,
+        unroutable_since: None,
         has_delay_ms: false,
     };
     let error = ErrorInfo {
@@ -274,6 +326,10 @@ async fn fail_with(
     error: ErrorInfo,
 ) -> Outcome {
     tracing::warn!(attempt = record.attempts, kind = %error.kind, "task failed; dead-lettered: {}", error.message);
+    let task_type = record.task_type.clone().unwrap_or_default();
+    let plugin = record.plugin.clone().unwrap_or_default();
+    ::metrics::counter!("sluice_tasks_failed_total", "task_type" => task_type.clone(), "plugin" => plugin.clone()).increment(1);
+    ::metrics::counter!("sluice_tasks_dead_lettered_total", "task_type" => task_type, "plugin" => plugin, "reason" => error.kind.clone()).increment(1);
     let letter = DeadLetter {
         id: task.id.clone(),
         task_type: record.task_type.clone(),
