@@ -37,22 +37,18 @@ pub struct QueueStats {
 pub async fn stats(queue: &Queue) -> QueueResult<QueueStats> {
     let keys = queue.keys();
     let mut conn = queue.connection();
-    let (pending, delayed, dead, leases, counters, time): (
-        u64,
-        u64,
-        u64,
-        HashMap<String, u64>,
-        HashMap<String, u64>,
-        (u64, u64),
-    ) = redis::pipe()
+    let (pending, delayed, dead): (u64, u64, u64) = redis::pipe()
         .llen(&keys.pending)
         .zcard(&keys.delayed)
         .hlen(&keys.dead)
-        .hgetall(&keys.workers)
-        .hgetall(&keys.stats)
-        .cmd("TIME")
         .query_async(&mut conn)
         .await?;
+    let (leases, counters): (HashMap<String, u64>, HashMap<String, u64>) = redis::pipe()
+        .hgetall(&keys.workers)
+        .hgetall(&keys.stats)
+        .query_async(&mut conn)
+        .await?;
+    let time: (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
     let now_ms = time.0 * 1000 + time.1 / 1000;
     let mut in_flight = 0;
     if !leases.is_empty() {

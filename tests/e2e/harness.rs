@@ -69,10 +69,10 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(mut c) = redis::Client::open(self.url()).and_then(|c| c.get_connection()) {
-                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                    return;
-                }
+            if let Ok(mut c) = redis::Client::open(self.url()).and_then(|c| c.get_connection())
+                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+            {
+                return;
             }
             assert!(
                 Instant::now() < deadline,
@@ -206,8 +206,7 @@ pub fn run_burst(redis: &RedisServer, plugins: &Plugins, extra: &[&str]) -> Outp
     ])
     .arg(plugins.path())
     .args(extra);
-    let output = wait_output(cmd, Duration::from_secs(120));
-    output
+    wait_output(cmd, Duration::from_secs(120))
 }
 
 /// Runs `cmd` to completion, killing it after `limit`.
@@ -343,10 +342,10 @@ pub fn result(redis: &RedisServer, id: &str) -> Option<serde_json::Value> {
 pub fn wait_result(redis: &RedisServer, id: &str, limit: Duration) -> serde_json::Value {
     let deadline = Instant::now() + limit;
     loop {
-        if let Some(r) = result(redis, id) {
-            if r["status"] != "retrying" {
-                return r;
-            }
+        if let Some(r) = result(redis, id)
+            && r["status"] != "retrying"
+        {
+            return r;
         }
         assert!(
             Instant::now() < deadline,

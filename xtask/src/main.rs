@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod demo;
 mod plugins;
 mod test;
@@ -21,12 +22,21 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build every Rust plugin under `plugins/` for wasm32-wasip2 (profile
-    /// `plugin`) and copy the components and manifests to `target/plugins/`.
+    /// `plugin`), then the Python, JavaScript and C plugins with their own
+    /// toolchains (`.ci/install-polyglot`), into `target/plugins/`.
     Plugins,
     /// Run the main job: build everything, enqueue generate_log_file then
     /// parse_log_file in the seed's format, run a burst worker, print results.
     /// Uses REDIS_URL, else localhost:6379, else a private redis-server.
     Demo,
+    /// Run the side-by-side benchmark (release build): Sluice with the wasm
+    /// parse_log_file plugin, a no-op plugin and a native parser, and the
+    /// seed's Python worker; prints a table and one JSON line.
+    Bench {
+        /// Arguments for the benchmark: --tasks N, --concurrency N, --rate N, --latency-secs N.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Build the plugins and run the whole test suite (`cargo test --workspace`).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -40,6 +50,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Plugins => plugins::build(&workspace_root()).map(|_| ()),
         Command::Demo => demo::run(&workspace_root()),
+        Command::Bench { args } => bench::run(&workspace_root(), &args),
         Command::Test { args } => test::run(&workspace_root(), &args),
     }
 }

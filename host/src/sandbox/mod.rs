@@ -34,7 +34,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx};
 
 pub use compile::{CompileInfo, default_cache_dir};
 pub use output::{CapturedOutput, DEFAULT_CAPTURE_BYTES};
-pub use plugin::{LoadError, Plugin, sha256_hex};
+pub use plugin::{LoadError, NativeHandler, Plugin, sha256_hex};
 pub use state::CancelToken;
 
 use bindings::{WitTask, WitTaskError};
@@ -188,6 +188,10 @@ impl Sandbox {
         task: &TaskInput<'_>,
         cancel: &CancelToken,
     ) -> Result<String, TaskFailure> {
+        let pre = match plugin.code() {
+            Ok(pre) => pre,
+            Err(native) => return native(task),
+        };
         let timeout = Duration::from_millis(plugin.manifest().timeout_ms);
         let stdout = CapturedOutput::new(self.inner.config.capture_bytes);
         let stderr = CapturedOutput::new(self.inner.config.capture_bytes);
@@ -202,7 +206,7 @@ impl Sandbox {
         };
         let call = async {
             let start = Instant::now();
-            let instance = plugin.pre().instantiate_async(&mut store).await?;
+            let instance = pre.instantiate_async(&mut store).await?;
             ::metrics::histogram!("sluice_sandbox_instantiate_seconds", "plugin" => plugin.name().to_owned())
                 .record(start.elapsed().as_secs_f64());
             instance.call_handle(&mut store, &wit_task).await
@@ -272,11 +276,14 @@ impl Sandbox {
     /// Asks a freshly compiled plugin for its task types, in a sandbox with
     /// the plugin's own limits and a [`LOAD_TIMEOUT`].
     async fn task_types(&self, plugin: &Plugin) -> anyhow::Result<Vec<String>> {
+        let pre = plugin
+            .code()
+            .map_err(|_| anyhow::anyhow!("a native plugin has no component"))?;
         let sink = CapturedOutput::new(0);
         let timeout = LOAD_TIMEOUT.min(Duration::from_millis(plugin.manifest().timeout_ms));
         let mut store = self.new_store(plugin, timeout, &CancelToken::default(), &sink, &sink)?;
         let call = async {
-            let instance = plugin.pre().instantiate_async(&mut store).await?;
+            let instance = pre.instantiate_async(&mut store).await?;
             instance.call_task_types(&mut store).await
         };
         match tokio::time::timeout(timeout + 2 * EPOCH_TICK, call).await {

@@ -67,8 +67,21 @@ struct Inner {
     compiled: CompileInfo,
     manifest: Manifest,
     task_types: Vec<String>,
-    pre: PluginPre<TaskState>,
+    code: Code,
 }
+
+/// What runs a plugin's tasks.
+enum Code {
+    /// A WebAssembly component, pre-instantiated against the host's linker.
+    Component(PluginPre<TaskState>),
+    /// Native Rust compiled into the host: no sandbox. For benchmarks (the
+    /// cost of sandboxing as a ratio) and for embedding trusted handlers.
+    Native(NativeHandler),
+}
+
+/// A native handler: task → JSON result text, or a failure.
+pub type NativeHandler =
+    Arc<dyn Fn(&super::TaskInput<'_>) -> Result<String, super::TaskFailure> + Send + Sync>;
 
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -139,7 +152,7 @@ impl Plugin {
                 compiled,
                 manifest,
                 task_types: Vec::new(),
-                pre,
+                code: Code::Component(pre),
             }),
         };
         let task_types = sandbox
@@ -196,8 +209,32 @@ impl Plugin {
         &self.inner.task_types
     }
 
-    pub(super) fn pre(&self) -> &PluginPre<TaskState> {
-        &self.inner.pre
+    /// A plugin made of native Rust (no sandbox, no limits) that claims
+    /// `task_types`. Its `sha256` is empty and its manifest the default.
+    pub fn native(name: &str, task_types: &[&str], handler: NativeHandler) -> Plugin {
+        Plugin {
+            inner: Arc::new(Inner {
+                name: name.to_owned(),
+                path: PathBuf::from(format!("<native:{name}>")),
+                sha256: String::new(),
+                size: 0,
+                compiled: CompileInfo {
+                    elapsed: std::time::Duration::ZERO,
+                    cached: false,
+                },
+                manifest: Manifest::default(),
+                task_types: task_types.iter().map(|t| (*t).to_owned()).collect(),
+                code: Code::Native(handler),
+            }),
+        }
+    }
+
+    /// The component's `InstancePre`, or the native handler.
+    pub(super) fn code(&self) -> Result<&PluginPre<TaskState>, &NativeHandler> {
+        match &self.inner.code {
+            Code::Component(pre) => Ok(pre),
+            Code::Native(handler) => Err(handler),
+        }
     }
 }
 

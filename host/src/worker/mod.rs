@@ -89,7 +89,12 @@ pub struct Shared {
     sandbox: Sandbox,
     config: WorkerConfig,
     counters: Counters,
+    on_task_start: Option<TaskStartProbe>,
 }
+
+/// Called with a task's id just before its handler runs (see
+/// [`Worker::on_task_start`]).
+pub type TaskStartProbe = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// A worker bound to one queue.
 pub struct Worker {
@@ -114,9 +119,19 @@ impl Worker {
                 sandbox,
                 config,
                 counters: Counters::default(),
+                on_task_start: None,
             }),
             leases: Arc::new(LeaseHolder::new(base_id)),
         }
+    }
+
+    /// Calls `probe` with each task's id just before its handler starts —
+    /// how the benchmark measures pickup latency (enqueue → handler start).
+    pub fn on_task_start(mut self, probe: TaskStartProbe) -> Worker {
+        Arc::get_mut(&mut self.shared)
+            .expect("worker not running yet")
+            .on_task_start = Some(probe);
+        self
     }
 
     /// The current lease (worker id and cancellation token).

@@ -71,6 +71,9 @@ async fn run(
         ("plugin", plugin.name().to_owned()),
     ];
     ::metrics::counter!("sluice_tasks_started_total", &labels).increment(1);
+    if let Some(probe) = &shared.on_task_start {
+        probe(&task.id);
+    }
     let outcome = shared.sandbox.run(plugin, &input, &lease.cancel).await;
     let outcome = outcome.and_then(|json| {
         serde_json::from_str::<serde_json::Value>(&json)

@@ -1,0 +1,508 @@
+//! The side-by-side benchmark: Sluice (WebAssembly `parse_log_file`, a no-op
+//! component, and the same pipeline with a native Rust parser) against the
+//! seed article's worker (`shared/peers/seed_worker.py`), on one private
+//! `redis-server`, in one run.
+//!
+//! Run it with `cargo xtask bench [-- --tasks N]` (release build). Under
+//! `cargo test --bench pipeline` it does a small smoke run.
+//!
+//! For each worker it reports tasks/s at saturation (N tasks queued first,
+//! then a burst worker), pickup latency p50/p99 (enqueue → handler start) at
+//! a fixed offered rate, peak RSS, and the per-task sandbox cost (a fresh
+//! instance + call, sequential); then the ratios Sluice/seed and wasm/native.
+//! Each Sluice scenario runs in a child process of its own so that its peak
+//! RSS is its own. Everything shares the machine's cores with Redis.
+
+#[path = "../../tests/e2e/harness.rs"]
+#[allow(unused_imports, missing_docs)]
+mod harness;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redis::Commands;
+use serde_json::{Value, json};
+use sluice::queue::{Queue, Retention};
+use sluice::registry::{Registry, SharedRegistry};
+use sluice::sandbox::{Plugin, Sandbox, SandboxConfig, TaskFailure, TaskInput};
+use sluice::worker::{Worker, WorkerConfig};
+
+const LOG_LINES: usize = 20;
+
+struct Args {
+    tasks: usize,
+    concurrency: usize,
+    rate: u64,
+    latency_secs: u64,
+    scenario: Option<String>,
+    redis_url: Option<String>,
+}
+
+fn args() -> Args {
+    let argv: Vec<String> = std::env::args().collect();
+    let smoke = !argv.iter().any(|a| a == "--bench");
+    let get = |name: &str| {
+        argv.iter()
+            .position(|a| a == name)
+            .and_then(|i| argv.get(i + 1))
+            .cloned()
+    };
+    let num = |name: &str, full: u64, smoke_value: u64| {
+        get(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(if smoke { smoke_value } else { full })
+    };
+    Args {
+        tasks: num("--tasks", 200_000, 2_000) as usize,
+        concurrency: num("--concurrency", 64, 8) as usize,
+        rate: num("--rate", 1_000, 500),
+        latency_secs: num("--latency-secs", 5, 1),
+        scenario: get("--scenario"),
+        redis_url: get("--redis-url"),
+    }
+}
+
+/// The 20-line log every `parse_log_file` task carries inline.
+fn log_text() -> String {
+    let levels = [
+        "INFO", "INFO", "DEBUG", "WARN", "ERROR", "INFO", "TRACE", "ERROR", "INFO", "FATAL",
+    ];
+    (0..LOG_LINES)
+        .map(|i| {
+            format!(
+                "2026-11-24T03:47:{:02}.{:03}Z {:<5} [svc{}] event {} happened: code={}",
+                i,
+                i * 7,
+                levels[i % 10],
+                i % 3,
+                i,
+                i % 4
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn message(task_type: &str, id: &str) -> String {
+    let params = if task_type == "noop" {
+        json!({})
+    } else {
+        json!({"text": log_text()})
+    };
+    json!({"id": id, "task_type": task_type, "params": params, "reply_to": "bench_replies"})
+        .to_string()
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn push_all(conn: &mut redis::Connection, task_type: &str, prefix: &str, n: usize) {
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        pipe.rpush("task_queue", message(task_type, &format!("{prefix}{i}")))
+            .ignore();
+        if i % 1000 == 999 || i + 1 == n {
+            pipe.query::<()>(conn).unwrap();
+            pipe = redis::pipe();
+        }
+    }
+}
+
+/// Pushes `rate` tasks per second for `secs`, recording each send time (Unix µs).
+fn paced_producer(url: &str, task_type: &str, rate: u64, secs: u64) -> HashMap<String, u64> {
+    let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let mut sent = HashMap::new();
+    let start = Instant::now();
+    let n = rate * secs;
+    for i in 0..n {
+        let due = start + Duration::from_micros(i * 1_000_000 / rate);
+        while Instant::now() < due {
+            std::thread::sleep(
+                due.saturating_duration_since(Instant::now())
+                    .min(Duration::from_micros(200)),
+            );
+        }
+        let id = format!("lat{i}");
+        let msg = message(task_type, &id);
+        sent.insert(id, now_us());
+        let _: i64 = conn.rpush("task_queue", msg).unwrap();
+    }
+    sent
+}
+
+fn latencies_ms(sent: &HashMap<String, u64>, started: &HashMap<String, u64>) -> (f64, f64, usize) {
+    let mut lat: Vec<f64> = sent
+        .iter()
+        .filter_map(|(id, s)| {
+            started
+                .get(id)
+                .map(|t| t.saturating_sub(*s) as f64 / 1000.0)
+        })
+        .collect();
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (percentile(&lat, 0.5), percentile(&lat, 0.99), lat.len())
+}
+
+// ---------------------------------------------------------------- Sluice child
+
+fn sluice_scenario(name: &str, a: &Args) -> Value {
+    let url = a.redis_url.clone().expect("--redis-url");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sandbox = Sandbox::new(SandboxConfig {
+        max_instances: (a.concurrency * 2 + 8) as u32,
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let (task_type, plugin) = rt.block_on(async {
+        match name {
+            "native-parse" => {
+                let handler: sluice::sandbox::NativeHandler = Arc::new(|t: &TaskInput<'_>| {
+                    #[derive(serde::Deserialize)]
+                    struct P {
+                        text: String,
+                    }
+                    let p: P = serde_json::from_str(t.params)
+                        .map_err(|e| TaskFailure::Fatal(e.to_string()))?;
+                    Ok(serde_json::to_string(&parse_log_file::parse_log_text(&p.text)).unwrap())
+                });
+                (
+                    "parse_log_file",
+                    Plugin::native("parse-log-file-native", &["parse_log_file"], handler),
+                )
+            }
+            _ => {
+                let (file, task_type) = if name == "wasm-noop" {
+                    ("noop", "noop")
+                } else {
+                    ("parse-log-file", "parse_log_file")
+                };
+                // Load the component alone, without the example manifest's directory grant.
+                let dir = harness::TempDir::new("bench-plugin");
+                let path = dir.path().join(format!("{file}.wasm"));
+                std::fs::copy(harness::built_plugin(file), &path).unwrap();
+                (task_type, Plugin::load(&sandbox, &path).await.unwrap())
+            }
+        }
+    });
+
+    // Per-task sandbox cost: a fresh instance + call, sequential.
+    let params = if task_type == "noop" {
+        "{}".to_owned()
+    } else {
+        json!({"text": log_text()}).to_string()
+    };
+    let mut costs: Vec<f64> = rt.block_on(async {
+        let cancel = Default::default();
+        let mut costs = Vec::new();
+        for i in 0..2_000u32 {
+            let input = TaskInput {
+                id: "cost",
+                task_type,
+                params: &params,
+                attempt: 1,
+            };
+            let t = Instant::now();
+            sandbox.run(&plugin, &input, &cancel).await.unwrap();
+            if i >= 100 {
+                costs.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        costs
+    });
+    costs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+
+    let registry = SharedRegistry::new(Registry::from_plugins(vec![plugin]).unwrap());
+    let config = |burst| WorkerConfig {
+        concurrency: a.concurrency,
+        burst,
+        ..WorkerConfig::default()
+    };
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+
+    // Saturation: N tasks queued, then a burst worker.
+    push_all(&mut conn, task_type, "sat", a.tasks);
+    let (elapsed, summary) = rt.block_on(async {
+        let queue = Queue::connect(&url, "task_queue", Retention::default())
+            .await
+            .unwrap();
+        let worker = Worker::new(
+            queue,
+            registry.clone(),
+            sandbox.clone(),
+            config(true),
+            "bench",
+        );
+        let t = Instant::now();
+        let summary = worker.run(std::future::pending()).await.unwrap();
+        (t.elapsed(), summary)
+    });
+    assert_eq!(summary.succeeded as usize, a.tasks, "{summary:?}");
+    let throughput = a.tasks as f64 / elapsed.as_secs_f64();
+
+    // Pickup latency at a fixed offered rate.
+    let started: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let (sent, started) = rt.block_on(async {
+        let queue = Queue::connect(&url, "task_queue", Retention::default())
+            .await
+            .unwrap();
+        let probe_started = started.clone();
+        let worker = Worker::new(
+            queue,
+            registry.clone(),
+            sandbox.clone(),
+            config(false),
+            "bench-latency",
+        )
+        .on_task_start(Arc::new(move |id: &str| {
+            probe_started
+                .lock()
+                .unwrap()
+                .insert(id.to_owned(), now_us());
+        }));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(async move {
+            worker
+                .run(async {
+                    let _ = stop_rx.await;
+                })
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (url2, tt, rate, secs) = (url.clone(), task_type.to_owned(), a.rate, a.latency_secs);
+        let sent = tokio::task::spawn_blocking(move || paced_producer(&url2, &tt, rate, secs))
+            .await
+            .unwrap();
+        while started.lock().unwrap().len() < sent.len() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = stop_tx.send(());
+        running.await.unwrap().unwrap();
+        let started = started.lock().unwrap().clone();
+        (sent, started)
+    });
+    let (p50, p99, n) = latencies_ms(&sent, &started);
+    json!({
+        "worker": name, "tasks": a.tasks, "concurrency": a.concurrency, "tasks_per_s": throughput.round(),
+        "pickup_p50_ms": p50, "pickup_p99_ms": p99, "latency_samples": n, "offered_rate": a.rate,
+        "peak_rss_mib": peak_rss_mib(),
+        "sandbox_us_p50": percentile(&costs, 0.5), "sandbox_us_p99": percentile(&costs, 0.99),
+    })
+}
+
+// ---------------------------------------------------------------- seed worker
+
+const SEED_WRAPPER: &str = r#"
+import json, sys, time, atexit, resource
+sys.path.insert(0, sys.argv[1])
+import seed_worker
+started = {}
+orig = seed_worker.task_handler
+def handler(task):
+    started[task.get("id")] = int(time.time() * 1e6)
+    return orig(task)
+seed_worker.task_handler = handler
+def dump():
+    json.dump({"started": started, "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}, open(sys.argv[2], "w"))
+atexit.register(dump)
+sys.argv = ["seed_worker.py"] + sys.argv[3:]
+seed_worker.main()
+"#;
+
+fn seed_scenario(url: &str, a: &Args) -> Option<Value> {
+    let seed_dir = harness::workspace().join("../shared/peers");
+    if !seed_dir.join("seed_worker.py").is_file() {
+        eprintln!("seed worker: skipped ({} not found)", seed_dir.display());
+        return None;
+    }
+    let has_redis_py = std::process::Command::new("python3")
+        .args(["-c", "import redis"])
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !has_redis_py.is_ok_and(|s| s.success()) {
+        eprintln!("seed worker: skipped (python3 with redis-py needed: pip install redis)");
+        return None;
+    }
+    let out = harness::TempDir::new("seed");
+    let wrapper = out.path().join("wrapper.py");
+    std::fs::write(&wrapper, SEED_WRAPPER).unwrap();
+    let run = |dump: &std::path::Path| {
+        std::process::Command::new("python3")
+            .arg(&wrapper)
+            .arg(&seed_dir)
+            .arg(dump)
+            .args(["--redis-url", url, "--queue", "task_queue", "--burst"])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .unwrap()
+    };
+    let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+    push_all(&mut conn, "parse_log_file", "sat", a.tasks);
+    let sat_dump = out.path().join("sat.json");
+    let output = run(&sat_dump);
+    let line = String::from_utf8_lossy(&output.stdout).into_owned();
+    // "seed-worker: N tasks in S s = R tasks/s"
+    let rate: f64 = line
+        .split('=')
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+
+    let lat_dump = out.path().join("lat.json");
+    let handle = {
+        let lat_dump = lat_dump.clone();
+        let (wrapper, seed_dir, url) = (wrapper.clone(), seed_dir.clone(), url.to_owned());
+        std::thread::spawn(move || {
+            std::process::Command::new("python3")
+                .arg(&wrapper)
+                .arg(&seed_dir)
+                .arg(&lat_dump)
+                .args(["--redis-url", &url, "--queue", "task_queue"])
+                .arg("--burst")
+                .output()
+                .unwrap()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = paced_producer(url, "parse_log_file", a.rate, a.latency_secs);
+    handle.join().unwrap();
+    let dump: Value = serde_json::from_str(&std::fs::read_to_string(&lat_dump).ok()?).ok()?;
+    let started: HashMap<String, u64> = dump["started"]
+        .as_object()?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+        .collect();
+    let (p50, p99, n) = latencies_ms(&sent, &started);
+    let sat: Value = serde_json::from_str(&std::fs::read_to_string(&sat_dump).ok()?).ok()?;
+    Some(json!({
+        "worker": "seed-python", "tasks": a.tasks, "concurrency": 1, "tasks_per_s": rate.round(),
+        "pickup_p50_ms": p50, "pickup_p99_ms": p99, "latency_samples": n, "offered_rate": a.rate,
+        "peak_rss_mib": sat["rss_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0,
+        "sandbox_us_p50": Value::Null, "sandbox_us_p99": Value::Null,
+    }))
+}
+
+// ---------------------------------------------------------------- parent
+
+fn main() {
+    let a = args();
+    if let Some(name) = &a.scenario {
+        println!("{}", sluice_scenario(name, &a));
+        return;
+    }
+    let redis = harness::RedisServer::start();
+    let url = redis.url();
+    println!(
+        "sluice bench: {} tasks per worker, parse_log_file over {LOG_LINES} inline lines, concurrency {}, latency at {} tasks/s for {} s",
+        a.tasks, a.concurrency, a.rate, a.latency_secs
+    );
+    println!(
+        "redis-server {} on 127.0.0.1:{} (same machine, {} cores shared with the workers; no persistence)",
+        redis_version(),
+        redis.port,
+        num_cpus()
+    );
+    let mut rows = Vec::new();
+    for name in ["wasm-parse", "wasm-noop", "native-parse"] {
+        let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(std::env::args().skip(1))
+            .args(["--scenario", name, "--redis-url", &url])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "scenario {name} failed");
+        let row: Value = serde_json::from_slice(
+            out.stdout
+                .split(|b| *b == b'\n')
+                .find(|l| l.starts_with(b"{"))
+                .unwrap(),
+        )
+        .unwrap();
+        rows.push(row);
+    }
+    let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
+    if let Some(row) = seed_scenario(&url, &a) {
+        rows.push(row);
+    }
+
+    println!(
+        "\n| worker | tasks/s | pickup p50 ms | pickup p99 ms | peak RSS MiB | sandbox µs p50 | sandbox µs p99 |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        let f = |k: &str, d: usize| r[k].as_f64().map_or("-".to_owned(), |v| format!("{v:.d$}"));
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r["worker"].as_str().unwrap(),
+            f("tasks_per_s", 0),
+            f("pickup_p50_ms", 2),
+            f("pickup_p99_ms", 2),
+            f("peak_rss_mib", 1),
+            f("sandbox_us_p50", 1),
+            f("sandbox_us_p99", 1)
+        );
+    }
+    let rate = |w: &str| {
+        rows.iter()
+            .find(|r| r["worker"] == w)
+            .and_then(|r| r["tasks_per_s"].as_f64())
+    };
+    let ratio =
+        |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (a / b * 100.0).round() / 100.0);
+    let sluice_vs_seed = ratio(rate("wasm-parse"), rate("seed-python"));
+    let wasm_vs_native = ratio(rate("wasm-parse"), rate("native-parse"));
+    println!(
+        "\nratios: sluice(wasm-parse)/seed = {}, wasm/native = {}",
+        sluice_vs_seed.map_or("-".into(), |v| format!("{v}x")),
+        wasm_vs_native.map_or("-".into(), |v| v.to_string())
+    );
+    println!(
+        "{}",
+        json!({"bench": "sluice-pipeline", "rows": rows, "sluice_over_seed": sluice_vs_seed, "wasm_over_native": wasm_vs_native})
+    );
+}
+
+fn redis_version() -> String {
+    let out = std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.split_whitespace()
+        .find_map(|w| w.strip_prefix("v="))
+        .unwrap_or("?")
+        .to_owned()
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
