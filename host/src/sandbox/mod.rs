@@ -13,7 +13,7 @@
 //!   preopened directories, environment variables; no network, no stdin;
 //!   stdout/stderr captured (bounded) into the task's log.
 //! - **speed**: the pooling allocator with copy-on-write memory images,
-//!   one [`Component`] compiled per plugin and an `InstancePre` so a task
+//!   one [`wasmtime::component::Component`] compiled per plugin and an `InstancePre` so a task
 //!   only instantiates (tens of µs).
 
 mod bindings;
