@@ -259,15 +259,11 @@ impl Worker {
             permits.truncate(1);
             if config.burst {
                 drop(permits);
-                let all = u32::try_from(config.concurrency).unwrap_or(u32::MAX);
                 if slots.available_permits() == config.concurrency {
-                    // Nothing in flight and nothing pending: check once more, then stop.
-                    let _all_free = slots.acquire_many(all).await;
-                    match shared.queue.fetch_batch(&lease.worker_id, 1).await {
-                        Ok(Some(m)) if m.is_empty() => return,
-                        _ => continue,
-                    }
+                    // The queue was empty and no task is running: done.
+                    return;
                 }
+                // Look again when a running task ends.
                 done.notified().await;
                 continue;
             }
