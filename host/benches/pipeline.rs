@@ -321,6 +321,7 @@ fn sluice_scenario(name: &str, a: &Args) -> Value {
 const SEED_WRAPPER: &str = r#"
 import json, sys, time, atexit, resource
 sys.path.insert(0, sys.argv[1])
+out_path = sys.argv[2]
 import seed_worker
 started = {}
 orig = seed_worker.task_handler
@@ -329,7 +330,7 @@ def handler(task):
     return orig(task)
 seed_worker.task_handler = handler
 def dump():
-    json.dump({"started": started, "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}, open(sys.argv[2], "w"))
+    json.dump({"started": started, "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}, open(out_path, "w"))
 atexit.register(dump)
 sys.argv = ["seed_worker.py"] + sys.argv[3:]
 seed_worker.main()
