@@ -37,7 +37,7 @@ pub struct ErrorInfo {
 ///  "started_at":1764000000123,"finished_at":1764000000125,"duration_ms":2,
 ///  "plugin":"parse-log-file","plugin_version":"0.1.0","plugin_sha256":"…","worker":"host:1234:ab12"}
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ResultRecord {
     /// Task id.
     pub id: String,
@@ -45,8 +45,8 @@ pub struct ResultRecord {
     pub task_type: Option<String>,
     /// Outcome.
     pub status: Status,
-    /// The plugin's JSON result, when it succeeded.
-    pub result: Option<serde_json::Value>,
+    /// The plugin's JSON result, when it succeeded (kept verbatim).
+    pub result: Option<Box<serde_json::value::RawValue>>,
     /// Why it failed, when it did.
     pub error: Option<ErrorInfo>,
     /// Attempts made so far, this one included.

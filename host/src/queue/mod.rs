@@ -27,6 +27,10 @@ pub enum QueueError {
     /// A Redis command or connection failed.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// A batched operation failed; the text is the Redis error, shared by
+    /// every request of the batch.
+    #[error("redis: {0}")]
+    Batch(String),
 }
 
 /// Result alias for queue operations.
@@ -256,31 +260,47 @@ impl Queue {
     /// # Errors
     /// On Redis errors.
     pub async fn finish(&self, worker_id: &str, finish: &Finish<'_>) -> QueueResult<bool> {
-        let acked: i64 = self
-            .scripts
-            .finish
-            .key(&self.keys.workers)
+        let acked = self
+            .finish_batch(worker_id, std::slice::from_ref(finish))
+            .await?;
+        Ok(acked[0])
+    }
+
+    /// Acknowledges several messages of `worker_id` in one round trip (one
+    /// Lua script). Returns, per message, whether it was acknowledged
+    /// (false: fenced off).
+    ///
+    /// # Errors
+    /// On Redis errors.
+    pub async fn finish_batch(
+        &self,
+        worker_id: &str,
+        batch: &[Finish<'_>],
+    ) -> QueueResult<Vec<bool>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = self.scripts.finish.key(&self.keys.workers);
+        invocation
             .key(self.keys.inflight(worker_id))
-            .key(self.keys.result(finish.id))
             .key(&self.keys.stats)
             .key(&self.keys.dead)
             .key(&self.keys.dead_index)
             .key(&self.keys.crashes)
             .arg(worker_id)
-            .arg(finish.message)
-            .arg(finish.record)
             .arg(self.retention.result_ttl_secs)
-            .arg(finish.status)
-            .arg(if finish.dead_letter.is_some() {
-                finish.id
-            } else {
-                ""
-            })
-            .arg(finish.dead_letter.unwrap_or(""))
-            .arg(self.retention.dead_cap)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        Ok(acked == 1)
+            .arg(self.retention.dead_cap);
+        for f in batch {
+            invocation
+                .key(self.keys.result(f.id))
+                .arg(f.message)
+                .arg(f.record)
+                .arg(f.status)
+                .arg(if f.dead_letter.is_some() { f.id } else { "" })
+                .arg(f.dead_letter.unwrap_or(""));
+        }
+        let acked: Vec<i64> = invocation.invoke_async(&mut self.conn.clone()).await?;
+        Ok(acked.into_iter().map(|a| a == 1).collect())
     }
 
     /// Moves a message from the in-flight list into the delayed set, to be
@@ -384,6 +404,23 @@ impl Queue {
             .arg(worker_id)
             .invoke_async(&mut self.conn.clone())
             .await?)
+    }
+
+    /// Pushes result records onto their `reply_to` lists in one pipeline:
+    /// `(reply_to, record)` pairs.
+    ///
+    /// # Errors
+    /// On Redis errors.
+    pub async fn reply_many(&self, replies: &[(&str, &str)]) -> QueueResult<()> {
+        if replies.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (reply_to, record) in replies {
+            pipe.rpush(*reply_to, *record).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
     }
 
     /// Pushes a result record onto the task's `reply_to` list. Separate from

@@ -2,6 +2,7 @@
 //! keeps its lease alive, recovers the work of dead workers, promotes
 //! delayed tasks, and shuts down gracefully.
 
+mod acks;
 mod lease;
 mod process;
 mod retry;
@@ -90,6 +91,7 @@ pub struct Shared {
     config: WorkerConfig,
     counters: Counters,
     on_task_start: Option<TaskStartProbe>,
+    acker: acks::Acker,
 }
 
 /// Called with a task's id just before its handler runs (see
@@ -100,6 +102,8 @@ pub type TaskStartProbe = Arc<dyn Fn(&str) + Send + Sync>;
 pub struct Worker {
     shared: Arc<Shared>,
     leases: Arc<LeaseHolder>,
+    /// The acknowledgement task, spawned when the worker runs.
+    acker_task: std::sync::Mutex<Option<acks::AckerTask>>,
 }
 
 impl Worker {
@@ -112,6 +116,7 @@ impl Worker {
         config: WorkerConfig,
         base_id: &str,
     ) -> Worker {
+        let (acker, acker_task) = acks::Acker::new(queue.clone());
         Worker {
             shared: Arc::new(Shared {
                 queue,
@@ -120,8 +125,10 @@ impl Worker {
                 config,
                 counters: Counters::default(),
                 on_task_start: None,
+                acker,
             }),
             leases: Arc::new(LeaseHolder::new(base_id)),
+            acker_task: std::sync::Mutex::new(Some(acker_task)),
         }
     }
 
@@ -162,6 +169,12 @@ impl Worker {
             .await?;
         tracing::info!(worker = %first.worker_id, queue = %shared.queue.keys().pending, concurrency = config.concurrency, burst = config.burst, "worker started");
 
+        let acker = self
+            .acker_task
+            .lock()
+            .expect("acker lock")
+            .take()
+            .map(tokio::spawn);
         let heartbeat = tokio::spawn(lease::heartbeat(
             shared.queue.clone(),
             self.leases.clone(),
@@ -197,6 +210,9 @@ impl Worker {
         }
         heartbeat.abort();
         maintenance.abort();
+        if let Some(acker) = acker {
+            acker.abort();
+        }
         let lease = self.leases.current();
         let released = match shared.queue.release(&lease.worker_id).await {
             Ok(n) => n,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use super::Shared;
+use super::acks::AckRequest;
 use super::lease::Lease;
 use super::retry::RetryPolicy;
 use crate::message::{self, BadMessage, Task};
@@ -76,7 +77,7 @@ async fn run(
     }
     let outcome = shared.sandbox.run(plugin, &input, &lease.cancel).await;
     let outcome = outcome.and_then(|json| {
-        serde_json::from_str::<serde_json::Value>(&json)
+        serde_json::value::RawValue::from_string(json)
             .map_err(|e| TaskFailure::Fatal(format!("the plugin returned invalid JSON: {e}")))
     });
     let finished_at = now_ms();
@@ -366,30 +367,36 @@ async fn fail_with(
     }
 }
 
-/// Acknowledges, then pushes the record onto `reply_to`. Returns
-/// `Succeeded` when acknowledged, `Abandoned` when fenced off.
+/// Acknowledges (batched with other tasks finishing now), then the record is
+/// pushed onto `reply_to`. Returns `Succeeded` when acknowledged, `Abandoned`
+/// when fenced off.
 async fn finish(
     shared: &Shared,
     lease: &Lease,
     reply_to: Option<&str>,
     finish: Finish<'_>,
 ) -> Outcome {
-    let acked = with_redis_retry(lease, || shared.queue.finish(&lease.worker_id, &finish)).await;
+    let acked = with_redis_retry(lease, || {
+        shared.acker.ack(AckRequest {
+            worker_id: lease.worker_id.clone(),
+            message: finish.message.to_vec(),
+            id: finish.id.to_owned(),
+            record: finish.record.to_owned(),
+            status: if finish.status == "succeeded" {
+                "succeeded"
+            } else {
+                "failed"
+            },
+            dead_letter: finish.dead_letter.map(str::to_owned),
+            reply_to: reply_to.map(str::to_owned),
+        })
+    })
+    .await;
     if !acked {
         tracing::warn!(
             "acknowledgement rejected: the lease was lost and the task may run elsewhere"
         );
         return Outcome::Abandoned;
-    }
-    if let Some(reply_to) = reply_to {
-        with_redis_retry(lease, || async {
-            shared
-                .queue
-                .reply(reply_to, finish.record)
-                .await
-                .map(|()| true)
-        })
-        .await;
     }
     Outcome::Succeeded
 }

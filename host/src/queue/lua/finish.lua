@@ -1,29 +1,50 @@
--- Acknowledge a message for good: remove it from the in-flight list, store
--- its result record, count it, and optionally dead-letter it. Fenced: does
--- nothing unless the worker holds its lease and the message is in its list.
--- KEYS[1] workers, KEYS[2] inflight, KEYS[3] result key, KEYS[4] stats,
--- KEYS[5] dead, KEYS[6] dead index, KEYS[7] crashes
--- ARGV[1] worker id, ARGV[2] message, ARGV[3] result record, ARGV[4] result TTL s,
--- ARGV[5] status field to count, ARGV[6] dead-letter id ('' for none),
--- ARGV[7] dead letter, ARGV[8] dead-letter cap
--- Returns 1 when acknowledged, 0 when fenced off.
-if not holds_lease(KEYS[1], ARGV[1]) then return 0 end
-if redis.call('LREM', KEYS[2], 1, ARGV[2]) == 0 then return 0 end
-if redis.call('HLEN', KEYS[7]) > 0 then
-  redis.call('HDEL', KEYS[7], redis.sha1hex(ARGV[2]))
+-- Acknowledge a batch of messages for good: remove each from the worker's
+-- in-flight list, store its result record, count it, and optionally
+-- dead-letter it. Fenced: nothing happens unless the worker holds its lease,
+-- and a message no longer in its list is skipped.
+-- KEYS[1] workers, KEYS[2] inflight, KEYS[3] stats, KEYS[4] dead,
+-- KEYS[5] dead index, KEYS[6] crashes, KEYS[6+i] result key of message i
+-- ARGV[1] worker id, ARGV[2] result TTL s, ARGV[3] dead-letter cap, then per
+-- message i five values from ARGV[4+5(i-1)]: message, result record,
+-- status counter ('succeeded'/'failed'), dead-letter id ('' for none), dead letter.
+-- Returns one 1 (acknowledged) or 0 (fenced off) per message.
+local n = #KEYS - 6
+local out = {}
+if not holds_lease(KEYS[1], ARGV[1]) then
+  for i = 1, n do out[i] = 0 end
+  return out
 end
-redis.call('SET', KEYS[3], ARGV[3], 'EX', tonumber(ARGV[4]))
-redis.call('HINCRBY', KEYS[4], 'processed', 1)
-redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
-if ARGV[6] ~= '' then
-  redis.call('HSET', KEYS[5], ARGV[6], ARGV[7])
-  redis.call('ZADD', KEYS[6], now_ms(), ARGV[6])
-  redis.call('HINCRBY', KEYS[4], 'dead', 1)
-  local excess = redis.call('ZCARD', KEYS[6]) - tonumber(ARGV[8])
-  if excess > 0 then
-    for _, id in ipairs(redis.call('ZPOPMIN', KEYS[6], excess)) do
-      redis.call('HDEL', KEYS[5], id)
+local ttl, cap = tonumber(ARGV[2]), tonumber(ARGV[3])
+local track_crashes = redis.call('HLEN', KEYS[6]) > 0
+local counts = { processed = 0 }
+local dead = 0
+for i = 1, n do
+  local a = 4 + 5 * (i - 1)
+  local msg = ARGV[a]
+  if redis.call('LREM', KEYS[2], 1, msg) == 0 then
+    out[i] = 0
+  else
+    out[i] = 1
+    if track_crashes then redis.call('HDEL', KEYS[6], redis.sha1hex(msg)) end
+    redis.call('SET', KEYS[6 + i], ARGV[a + 1], 'EX', ttl)
+    counts.processed = counts.processed + 1
+    counts[ARGV[a + 2]] = (counts[ARGV[a + 2]] or 0) + 1
+    if ARGV[a + 3] ~= '' then
+      redis.call('HSET', KEYS[4], ARGV[a + 3], ARGV[a + 4])
+      redis.call('ZADD', KEYS[5], now_ms(), ARGV[a + 3])
+      dead = dead + 1
     end
   end
 end
-return 1
+for field, count in pairs(counts) do
+  if count > 0 then redis.call('HINCRBY', KEYS[3], field, count) end
+end
+if dead > 0 then
+  redis.call('HINCRBY', KEYS[3], 'dead', dead)
+  local excess = redis.call('ZCARD', KEYS[5]) - cap
+  if excess > 0 then
+    local popped = redis.call('ZPOPMIN', KEYS[5], excess)
+    for j = 1, #popped, 2 do redis.call('HDEL', KEYS[4], popped[j]) end
+  end
+end
+return out
