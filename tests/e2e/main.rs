@@ -8,6 +8,7 @@ mod bad_input;
 mod delivery;
 mod hot_reload;
 mod main_job;
+mod polyglot;
 mod retries;
 mod sandbox_limits;
 mod soak;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod demo;
 mod plugins;
+mod polyglot;
 mod test;
 
 /// Workspace tasks for Sluice.

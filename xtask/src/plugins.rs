@@ -1,4 +1,6 @@
-//! `cargo xtask plugins`: build the Rust plugins as WASI 0.2 components.
+//! `cargo xtask plugins`: build the plugins as WASI 0.2 components: the Rust
+//! crates with cargo, then the plugins in other languages with their own
+//! toolchains (see [`crate::polyglot`]).
 
 use std::ffi::OsString;
 use std::fs;
@@ -39,7 +41,9 @@ pub struct BuiltPlugin {
 
 /// Builds every plugin crate under `<root>/plugins/` with one cargo
 /// invocation, then copies the components and their manifests to
-/// `target/plugins/`. Prints one line per plugin.
+/// `target/plugins/`; then builds the Python, JavaScript and C plugins
+/// (skipping a language whose toolchain is not installed). Prints one line
+/// per plugin.
 pub fn build(root: &Path) -> Result<Vec<BuiltPlugin>> {
     let crates = discover(&root.join("plugins"))?;
     if crates.is_empty() {
@@ -112,6 +116,7 @@ pub fn build(root: &Path) -> Result<Vec<BuiltPlugin>> {
             relative(root, &p.wasm).display(),
         );
     }
+    built.extend(crate::polyglot::build(root, &out_dir)?);
     Ok(built)
 }
 
@@ -216,7 +221,7 @@ fn relative<'a>(root: &Path, path: &'a Path) -> &'a Path {
     path.strip_prefix(root).unwrap_or(path)
 }
 
-fn human_size(bytes: u64) -> String {
+pub fn human_size(bytes: u64) -> String {
     if bytes >= 1 << 20 {
         format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
     } else {

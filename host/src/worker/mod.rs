@@ -234,10 +234,26 @@ impl Worker {
         loop {
             let first = slots.clone().acquire_owned().await.expect("semaphore open");
             let mut permits = vec![first];
-            while permits.len() < config.batch {
-                match slots.clone().try_acquire_owned() {
-                    Ok(p) => permits.push(p),
-                    Err(_) => break,
+            // Under load, gather a few free slots (≤ 1 ms) so that one fetch
+            // round trip serves several tasks; when idle, fetch at once.
+            let enough = (config.concurrency / 4).clamp(1, config.batch);
+            let gather_until = tokio::time::Instant::now() + FETCH_GATHER;
+            loop {
+                while permits.len() < config.batch {
+                    match slots.clone().try_acquire_owned() {
+                        Ok(p) => permits.push(p),
+                        Err(_) => break,
+                    }
+                }
+                let running = config.concurrency - permits.len() - slots.available_permits();
+                if permits.len() >= enough || running == 0 {
+                    break;
+                }
+                if tokio::time::timeout_at(gather_until, done.notified())
+                    .await
+                    .is_err()
+                {
+                    break;
                 }
             }
             let lease = self.leases.current();
@@ -334,6 +350,9 @@ impl Worker {
         });
     }
 }
+
+/// Longest a busy worker waits to gather free slots before a fetch.
+const FETCH_GATHER: Duration = Duration::from_millis(1);
 
 /// Outcome counters, one per [`Outcome`] case.
 #[derive(Debug, Default)]
