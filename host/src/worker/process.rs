@@ -154,31 +154,13 @@ async fn retry(
     let delay = policy.delay_ms(record.attempts);
     let error = record.error.as_ref().expect("a retry has an error");
     tracing::warn!(attempt = record.attempts, kind = %error.kind, delay_ms = delay, "task failed; retrying: {}", error.message);
-    let stored = match message::rewrite(
-        raw,
-        &[
-            ("id", task.id.clone().into()),
-            ("attempts", record.attempts.into()),
-            ("delay_ms", serde_json::Value::Null),
-        ],
-    ) {
-        Ok(stored) => stored,
-        Err(_) => unreachable!("a parsed task is a JSON object"),
-    };
     let json = serde_json::to_string(record).expect("record serializes");
-    let due = now_ms() + delay;
-    let done = with_redis_retry(lease, || {
-        shared.queue.reschedule(
-            &lease.worker_id,
-            raw,
-            &stored,
-            due,
-            Some("retried"),
-            Some((&task.id, &json)),
-        )
-    })
-    .await;
-    if done {
+    let fields = vec![("attempts", record.attempts.into())];
+    let parked = Parked {
+        stat: Some("retried"),
+        record: Some(&json),
+    };
+    if park(shared, lease, raw, task, fields, now_ms() + delay, parked).await {
         Outcome::Retrying
     } else {
         Outcome::Abandoned
@@ -187,22 +169,8 @@ async fn retry(
 
 async fn defer(shared: &Shared, lease: &Lease, raw: &[u8], task: &Task, due: u64) -> Outcome {
     tracing::debug!(due_ms = due, "task not due yet; delayed");
-    let mut fields = vec![
-        ("run_at", serde_json::Value::from(due)),
-        ("delay_ms", serde_json::Value::Null),
-    ];
-    if task.id_assigned {
-        fields.push(("id", task.id.clone().into()));
-    }
-    let stored = message::rewrite(raw, &fields)
-        .unwrap_or_else(|_| unreachable!("a parsed task is a JSON object"));
-    let done = with_redis_retry(lease, || {
-        shared
-            .queue
-            .reschedule(&lease.worker_id, raw, &stored, due, None, None)
-    })
-    .await;
-    if done {
+    let fields = vec![("run_at", due.into())];
+    if park(shared, lease, raw, task, fields, due, Parked::default()).await {
         Outcome::Deferred
     } else {
         Outcome::Abandoned
@@ -225,34 +193,66 @@ async fn unroutable(shared: &Shared, lease: &Lease, raw: &[u8], task: &Task, now
         };
         return fail(shared, lease, raw, task, None, error, now).await;
     }
-    // Check again soon: 0.5 s, doubling, at most 10 s, never past the grace period.
-    let checks = task.attempts.min(5);
-    let delay = (500u64 << checks).min(10_000).min(grace - waited);
+    // Check again after half the time waited so far: 0.5 s, 0.5 s, 1 s,
+    // 2 s… at most 10 s, never past the grace period.
+    let delay = (waited / 2).clamp(500, 10_000).min(grace - waited);
     tracing::info!(
         waited_ms = waited,
         next_check_ms = delay,
         "no plugin handles this task type yet; waiting for one"
     );
-    let mut fields = vec![
-        ("unroutable_since", serde_json::Value::from(since)),
-        ("delay_ms", serde_json::Value::Null),
-    ];
+    let fields = vec![("unroutable_since", since.into())];
+    if park(
+        shared,
+        lease,
+        raw,
+        task,
+        fields,
+        now + delay,
+        Parked::default(),
+    )
+    .await
+    {
+        Outcome::Deferred
+    } else {
+        Outcome::Abandoned
+    }
+}
+
+/// What else [`park`] writes.
+#[derive(Default)]
+struct Parked<'a> {
+    /// Stats counter to bump.
+    stat: Option<&'a str>,
+    /// Intermediate result record to store.
+    record: Option<&'a str>,
+}
+
+/// Moves the message into the delayed set until `due` (Unix ms), rewritten
+/// with `fields`, its assigned id (so the task keeps it) and without
+/// `delay_ms` (already applied). False when fenced off.
+async fn park(
+    shared: &Shared,
+    lease: &Lease,
+    raw: &[u8],
+    task: &Task,
+    mut fields: Vec<(&str, serde_json::Value)>,
+    due: u64,
+    parked: Parked<'_>,
+) -> bool {
+    fields.push(("delay_ms", serde_json::Value::Null));
     if task.id_assigned {
         fields.push(("id", task.id.clone().into()));
     }
     let stored = message::rewrite(raw, &fields)
         .unwrap_or_else(|_| unreachable!("a parsed task is a JSON object"));
-    let done = with_redis_retry(lease, || {
+    let record = parked.record.map(|r| (task.id.as_str(), r));
+    with_redis_retry(lease, || {
         shared
             .queue
-            .reschedule(&lease.worker_id, raw, &stored, now + delay, None, None)
+            .reschedule(&lease.worker_id, raw, &stored, due, parked.stat, record)
     })
-    .await;
-    if done {
-        Outcome::Deferred
-    } else {
-        Outcome::Abandoned
-    }
+    .await
 }
 
 async fn bad_message(
