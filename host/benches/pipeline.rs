@@ -342,19 +342,17 @@ fn seed_scenario(url: &str, a: &Args) -> Option<Value> {
         eprintln!("seed worker: skipped ({} not found)", seed_dir.display());
         return None;
     }
-    let has_redis_py = std::process::Command::new("python3")
-        .args(["-c", "import redis"])
-        .stderr(std::process::Stdio::null())
-        .status();
-    if !has_redis_py.is_ok_and(|s| s.success()) {
-        eprintln!("seed worker: skipped (python3 with redis-py needed: pip install redis)");
+    let Some(python) = harness::python_with_redis() else {
+        eprintln!(
+            "seed worker: skipped (no Python with redis-py: run .ci/install-polyglot or pip install redis)"
+        );
         return None;
-    }
+    };
     let out = harness::TempDir::new("seed");
     let wrapper = out.path().join("wrapper.py");
     std::fs::write(&wrapper, SEED_WRAPPER).unwrap();
     let run = |dump: &std::path::Path| {
-        std::process::Command::new("python3")
+        std::process::Command::new(&python)
             .arg(&wrapper)
             .arg(&seed_dir)
             .arg(dump)
@@ -380,9 +378,14 @@ fn seed_scenario(url: &str, a: &Args) -> Option<Value> {
     let lat_dump = out.path().join("lat.json");
     let handle = {
         let lat_dump = lat_dump.clone();
-        let (wrapper, seed_dir, url) = (wrapper.clone(), seed_dir.clone(), url.to_owned());
+        let (wrapper, seed_dir, url, python) = (
+            wrapper.clone(),
+            seed_dir.clone(),
+            url.to_owned(),
+            python.clone(),
+        );
         std::thread::spawn(move || {
-            std::process::Command::new("python3")
+            std::process::Command::new(&python)
                 .arg(&wrapper)
                 .arg(&seed_dir)
                 .arg(&lat_dump)

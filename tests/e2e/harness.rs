@@ -392,3 +392,20 @@ pub fn stat(redis: &RedisServer, field: &str) -> i64 {
 pub fn pending(redis: &RedisServer) -> i64 {
     redis.conn().llen("task_queue").unwrap()
 }
+
+/// A Python interpreter that has redis-py: the venv `.ci/install-polyglot`
+/// makes (`$SLUICE_CACHE/venv`, default `~/.cache/sluice/venv`), else `python3`.
+pub fn python_with_redis() -> Option<PathBuf> {
+    let cache = std::env::var_os("SLUICE_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sluice")))?;
+    [cache.join("venv/bin/python"), PathBuf::from("python3")]
+        .into_iter()
+        .find(|python| {
+            Command::new(python)
+                .args(["-c", "import redis"])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+}

@@ -70,6 +70,45 @@ fn seed_messages_without_ids_are_processed_into_result_records() {
 }
 
 #[test]
+fn the_seed_articles_python_producer_is_accepted_as_is() {
+    let redis = RedisServer::start();
+    let plugins = Plugins::new(&[("misbehave", "")]);
+    let python = python_with_redis()
+        .expect("no Python with redis-py: run .ci/install-polyglot (or pip install redis)");
+    // The producer from the seed article, verbatim but for the port.
+    let producer = format!(
+        r#"
+import json
+import redis
+
+queue_name = 'task_queue'
+redis_pool = redis.ConnectionPool(host='127.0.0.1', port={port})
+
+def produce_task(task):
+    rd = redis.Redis(connection_pool=redis_pool)
+    return rd.rpush(queue_name, task)
+
+for i in range(3):
+    produce_task(json.dumps({{'task_type': 'echo', 'params': {{'n': i, 'text': '日志 ✓'}}}}))
+"#,
+        port = redis.port
+    );
+    let status = std::process::Command::new(python)
+        .args(["-c", &producer])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_ok(&run_burst(&redis, &plugins, &[]));
+    let mut results = all_results(&redis);
+    results.sort_by_key(|r| r["result"]["n"].as_u64());
+    assert_eq!(results.len(), 3);
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r["status"], "succeeded", "{r}");
+        assert_eq!(r["result"], json!({"n": i, "text": "日志 ✓"}));
+    }
+}
+
+#[test]
 fn generated_file_is_parsed_by_the_next_task_and_replies_are_pushed() {
     let redis = RedisServer::start();
     let data = TempDir::new("data");

@@ -231,6 +231,8 @@ impl Worker {
         let config = &shared.config;
         let mut blocking = None;
         let mut backoff = Duration::from_millis(50);
+        // Log Redis outages once per change of state, not once per retry.
+        let mut redis_down = false;
         loop {
             let first = slots.clone().acquire_owned().await.expect("semaphore open");
             let mut permits = vec![first];
@@ -274,7 +276,10 @@ impl Worker {
                     continue;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "fetch failed; retrying");
+                    if !redis_down {
+                        tracing::warn!(error = %e, "redis unreachable; fetching paused, retrying with backoff");
+                        redis_down = true;
+                    }
                     drop(permits);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -282,6 +287,10 @@ impl Worker {
                 }
             };
             backoff = Duration::from_millis(50);
+            if redis_down {
+                tracing::info!("redis reachable again; fetching resumed");
+                redis_down = false;
+            }
             if !fetched.is_empty() {
                 for (raw, permit) in fetched.into_iter().zip(permits.drain(..)) {
                     self.spawn_task(lease.clone(), raw, permit, done.clone());
@@ -304,8 +313,12 @@ impl Worker {
                 match shared.queue.blocking_connection(config.block).await {
                     Ok(conn) => blocking = Some(conn),
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot open the blocking connection; retrying");
+                        if !redis_down {
+                            tracing::warn!(error = %e, "redis unreachable; fetching paused, retrying with backoff");
+                            redis_down = true;
+                        }
                         tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
                         continue;
                     }
                 }
@@ -326,7 +339,10 @@ impl Worker {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "blocking fetch failed; reconnecting");
+                    if !redis_down {
+                        tracing::warn!(error = %e, "redis unreachable; fetching paused, retrying with backoff");
+                        redis_down = true;
+                    }
                     blocking = None;
                     tokio::time::sleep(backoff).await;
                 }

@@ -415,13 +415,14 @@ where
         match op().await {
             Ok(done) => {
                 if logged {
-                    tracing::info!("redis reachable again");
+                    tracing::debug!("redis reachable again");
                 }
                 return done;
             }
             Err(e) => {
+                // The fetch loop and the heartbeat report the outage; per task, debug only.
                 if !logged {
-                    tracing::warn!(error = %e, "redis operation failed; retrying with backoff");
+                    tracing::debug!(error = %e, "redis operation failed; retrying with backoff");
                     logged = true;
                 }
                 if lease.cancel.is_cancelled() {
