@@ -18,6 +18,7 @@
 mod harness;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -108,13 +109,83 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn peak_rss_mib() -> f64 {
+/// A `/proc/self/status` memory line (`VmHWM`, `VmRSS`), MiB.
+fn proc_status_mib(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn peak_rss_mib() -> f64 {
+    proc_status_mib("VmHWM:")
+}
+
+fn rss_mib() -> f64 {
+    proc_status_mib("VmRSS:")
+}
+
+/// TTL of the result records the saturation run writes, seconds.
+const RESULT_TTL_SECS: u64 = 2;
+
+/// Redis's `used_memory`, MiB.
+fn redis_used_memory_mib(conn: &mut redis::Connection) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query(conn)
+        .unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |bytes| bytes / (1024.0 * 1024.0))
+}
+
+/// Redis's `used_memory` (MiB) once the run's result records have expired
+/// and its reply list is consumed (as a producer would), waiting at most 30 s.
+fn redis_memory_after_expiry(conn: &mut redis::Connection) -> f64 {
+    let _: () = redis::cmd("DEL").arg("bench_replies").query(conn).unwrap();
+    std::thread::sleep(Duration::from_secs(RESULT_TTL_SECS));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // What stays: the queue's few fixed keys (workers, stats).
+    while Instant::now() < deadline && redis::cmd("DBSIZE").query::<u64>(conn).unwrap_or(0) > 10 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    redis_used_memory_mib(conn)
+}
+
+/// CPU time (user + system) this process has used, seconds (`/proc/self/stat`,
+/// clock ticks of 10 ms).
+fn process_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU time (user + system) the Redis server has used, seconds (`INFO cpu`).
+fn redis_cpu_secs(conn: &mut redis::Connection) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query(conn)
+        .unwrap_or_default();
+    info.lines()
+        .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
+        .filter_map(|l| l.split_once(':')?.1.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// `secs` of CPU spread over `tasks`, in µs per task (one decimal).
+fn us_per_task(secs: f64, tasks: usize) -> f64 {
+    (secs / tasks as f64 * 1e7).round() / 10.0
 }
 
 fn push_all(conn: &mut redis::Connection, task_type: &str, prefix: &str, n: usize) {
@@ -246,32 +317,51 @@ fn sluice_scenario(name: &str, a: &Args) -> Value {
         .get_connection()
         .unwrap();
 
-    // Saturation: N tasks queued, then a burst worker.
+    // Saturation: N tasks queued, then a burst worker. Result records get a
+    // short TTL so that Redis's memory can be seen returning to its baseline.
+    let redis_mem0 = redis_used_memory_mib(&mut conn);
+    let retention = Retention {
+        result_ttl_secs: RESULT_TTL_SECS,
+        ..Retention::default()
+    };
     push_all(&mut conn, task_type, "sat", a.tasks);
+    let (cpu0, redis_cpu0) = (process_cpu_secs(), redis_cpu_secs(&mut conn));
+    // Resident memory once a tenth of the tasks has started, to compare with the peak.
+    let rss_early = Arc::new(Mutex::new(f64::NAN));
     let (elapsed, summary) = rt.block_on(async {
-        let queue = Queue::connect(&url, "task_queue", Retention::default())
+        let queue = Queue::connect(&url, "task_queue", retention.clone())
             .await
             .unwrap();
+        let (started, early, tenth) = (
+            Arc::new(AtomicUsize::new(0)),
+            rss_early.clone(),
+            a.tasks / 10,
+        );
         let worker = Worker::new(
             queue,
             registry.clone(),
             sandbox.clone(),
             config(true),
             "bench",
-        );
+        )
+        .on_task_start(Arc::new(move |_: &str| {
+            if started.fetch_add(1, Ordering::Relaxed) == tenth {
+                *early.lock().unwrap() = rss_mib();
+            }
+        }));
         let t = Instant::now();
         let summary = worker.run(std::future::pending()).await.unwrap();
         (t.elapsed(), summary)
     });
     assert_eq!(summary.succeeded as usize, a.tasks, "{summary:?}");
     let throughput = a.tasks as f64 / elapsed.as_secs_f64();
+    let worker_cpu_us = us_per_task(process_cpu_secs() - cpu0, a.tasks);
+    let redis_cpu_us = us_per_task(redis_cpu_secs(&mut conn) - redis_cpu0, a.tasks);
 
     // Pickup latency at a fixed offered rate.
     let started: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     let (sent, started) = rt.block_on(async {
-        let queue = Queue::connect(&url, "task_queue", Retention::default())
-            .await
-            .unwrap();
+        let queue = Queue::connect(&url, "task_queue", retention).await.unwrap();
         let probe_started = started.clone();
         let worker = Worker::new(
             queue,
@@ -308,10 +398,14 @@ fn sluice_scenario(name: &str, a: &Args) -> Value {
         (sent, started)
     });
     let (p50, p99, n) = latencies_ms(&sent, &started);
+    let redis_mem_after = redis_memory_after_expiry(&mut conn);
+    let rss_early = *rss_early.lock().unwrap();
     json!({
         "worker": name, "tasks": a.tasks, "concurrency": a.concurrency, "tasks_per_s": throughput.round(),
+        "worker_cpu_us_per_task": worker_cpu_us, "redis_cpu_us_per_task": redis_cpu_us,
         "pickup_p50_ms": p50, "pickup_p99_ms": p99, "latency_samples": n, "offered_rate": a.rate,
-        "peak_rss_mib": peak_rss_mib(),
+        "peak_rss_mib": peak_rss_mib(), "rss_mib_at_10pct": rss_early, "rss_mib_at_end": rss_mib(),
+        "redis_mem_baseline_mib": redis_mem0, "redis_mem_after_expiry_mib": redis_mem_after,
         "sandbox_us_p50": percentile(&costs, 0.5), "sandbox_us_p99": percentile(&costs, 0.99),
     })
 }
@@ -330,7 +424,8 @@ def handler(task):
     return orig(task)
 seed_worker.task_handler = handler
 def dump():
-    json.dump({"started": started, "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}, open(out_path, "w"))
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    json.dump({"started": started, "rss_kib": u.ru_maxrss, "cpu_s": u.ru_utime + u.ru_stime}, open(out_path, "w"))
 atexit.register(dump)
 sys.argv = ["seed_worker.py"] + sys.argv[3:]
 seed_worker.main()
@@ -364,7 +459,9 @@ fn seed_scenario(url: &str, a: &Args) -> Option<Value> {
     let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
     push_all(&mut conn, "parse_log_file", "sat", a.tasks);
     let sat_dump = out.path().join("sat.json");
+    let redis_cpu0 = redis_cpu_secs(&mut conn);
     let output = run(&sat_dump);
+    let redis_cpu = redis_cpu_secs(&mut conn) - redis_cpu0;
     let line = String::from_utf8_lossy(&output.stdout).into_owned();
     // "seed-worker: N tasks in S s = R tasks/s"
     let rate: f64 = line
@@ -408,6 +505,8 @@ fn seed_scenario(url: &str, a: &Args) -> Option<Value> {
     let sat: Value = serde_json::from_str(&std::fs::read_to_string(&sat_dump).ok()?).ok()?;
     Some(json!({
         "worker": "seed-python", "tasks": a.tasks, "concurrency": 1, "tasks_per_s": rate.round(),
+        "worker_cpu_us_per_task": sat["cpu_s"].as_f64().map(|s| us_per_task(s, a.tasks)),
+        "redis_cpu_us_per_task": us_per_task(redis_cpu, a.tasks),
         "pickup_p50_ms": p50, "pickup_p99_ms": p99, "latency_samples": n, "offered_rate": a.rate,
         "peak_rss_mib": sat["rss_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0,
         "sandbox_us_p50": Value::Null, "sandbox_us_p99": Value::Null,
@@ -459,15 +558,17 @@ fn main() {
     }
 
     println!(
-        "\n| worker | tasks/s | pickup p50 ms | pickup p99 ms | peak RSS MiB | sandbox µs p50 | sandbox µs p99 |"
+        "\n| worker | tasks/s | worker CPU µs/task | Redis CPU µs/task | pickup p50 ms | pickup p99 ms | peak RSS MiB | sandbox µs p50 | sandbox µs p99 |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         let f = |k: &str, d: usize| r[k].as_f64().map_or("-".to_owned(), |v| format!("{v:.d$}"));
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r["worker"].as_str().unwrap(),
             f("tasks_per_s", 0),
+            f("worker_cpu_us_per_task", 1),
+            f("redis_cpu_us_per_task", 1),
             f("pickup_p50_ms", 2),
             f("pickup_p99_ms", 2),
             f("peak_rss_mib", 1),
