@@ -130,16 +130,22 @@ fn rss_mib() -> f64 {
 /// TTL of the result records the saturation run writes, seconds.
 const RESULT_TTL_SECS: u64 = 2;
 
-/// Redis's `used_memory`, MiB.
-fn redis_used_memory_mib(conn: &mut redis::Connection) -> f64 {
+/// The sum of numeric `fields` of one `INFO` section of Redis.
+fn redis_info_sum(conn: &mut redis::Connection, section: &str, fields: &[&str]) -> f64 {
     let info: String = redis::cmd("INFO")
-        .arg("memory")
+        .arg(section)
         .query(conn)
         .unwrap_or_default();
     info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |bytes| bytes / (1024.0 * 1024.0))
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(name, _)| fields.contains(name))
+        .filter_map(|(_, value)| value.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// Redis's `used_memory`, MiB.
+fn redis_used_memory_mib(conn: &mut redis::Connection) -> f64 {
+    redis_info_sum(conn, "memory", &["used_memory"]) / (1024.0 * 1024.0)
 }
 
 /// Redis's `used_memory` (MiB) once the run's result records have expired
@@ -173,14 +179,7 @@ fn process_cpu_secs() -> f64 {
 
 /// CPU time (user + system) the Redis server has used, seconds (`INFO cpu`).
 fn redis_cpu_secs(conn: &mut redis::Connection) -> f64 {
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
-        .query(conn)
-        .unwrap_or_default();
-    info.lines()
-        .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
-        .filter_map(|l| l.split_once(':')?.1.trim().parse::<f64>().ok())
-        .sum()
+    redis_info_sum(conn, "cpu", &["used_cpu_user", "used_cpu_sys"])
 }
 
 /// `secs` of CPU spread over `tasks`, in µs per task (one decimal).
