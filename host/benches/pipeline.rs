@@ -7,9 +7,13 @@
 //! `cargo test --bench pipeline` it does a small smoke run.
 //!
 //! For each worker it reports tasks/s at saturation (N tasks queued first,
-//! then a burst worker), pickup latency p50/p99 (enqueue → handler start) at
-//! a fixed offered rate, peak RSS, and the per-task sandbox cost (a fresh
-//! instance + call, sequential); then the ratios Sluice/seed and wasm/native.
+//! then a burst worker) with the CPU each task cost the worker and Redis
+//! (µs), pickup latency p50/p99 (enqueue → handler start) at a fixed offered
+//! rate, peak RSS and resident memory after a tenth of the tasks (MiB; flat
+//! means no growth), Redis's `used_memory` before the run and once its result
+//! records (TTL [`RESULT_TTL_SECS`]) expired (MiB), and the per-task sandbox
+//! cost (a fresh instance + call, sequential, µs); then the ratios
+//! Sluice/seed and wasm/native.
 //! Each Sluice scenario runs in a child process of its own so that its peak
 //! RSS is its own. Everything shares the machine's cores with Redis.
 
