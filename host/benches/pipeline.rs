@@ -33,7 +33,7 @@ use redis::Commands;
 use serde_json::{Value, json};
 use sluice::queue::{Queue, Retention};
 use sluice::registry::{Registry, SharedRegistry};
-use sluice::sandbox::{Plugin, Sandbox, SandboxConfig, TaskFailure, TaskInput};
+use sluice::sandbox::{Plugin, RunTimings, Sandbox, SandboxConfig, TaskFailure, TaskInput};
 use sluice::worker::{Worker, WorkerConfig};
 
 const LOG_LINES: usize = 20;
@@ -286,15 +286,16 @@ fn sluice_scenario(name: &str, a: &Args) -> Value {
         }
     });
 
-    // Per-task sandbox cost: a fresh instance + call, sequential.
+    // Per-task sandbox cost, sequential: the whole fresh sandbox (store,
+    // instance, call, teardown) and, separately, instantiate + call.
     let params = if task_type == "noop" {
         "{}".to_owned()
     } else {
         json!({"text": log_text()}).to_string()
     };
-    let mut costs: Vec<f64> = rt.block_on(async {
+    let (costs, parts) = rt.block_on(async {
         let cancel = Default::default();
-        let mut costs = Vec::new();
+        let (mut costs, mut parts) = (Vec::new(), Vec::new());
         for i in 0..2_000u32 {
             let input = TaskInput {
                 id: "cost",
@@ -303,13 +304,29 @@ fn sluice_scenario(name: &str, a: &Args) -> Value {
                 attempt: 1,
             };
             let t = Instant::now();
-            sandbox.run(&plugin, &input, &cancel).await.unwrap();
+            let (outcome, timings) = sandbox.run_timed(&plugin, &input, &cancel).await;
+            let total = t.elapsed();
+            outcome.unwrap();
             if i >= 100 {
-                costs.push(t.elapsed().as_secs_f64() * 1e6);
+                costs.push(total.as_secs_f64() * 1e6);
+                parts.push(timings);
             }
         }
-        costs
+        (costs, parts)
     });
+    let median_us = |f: &dyn Fn(&RunTimings) -> Duration| {
+        let mut v: Vec<f64> = parts.iter().map(|t| f(t).as_secs_f64() * 1e6).collect();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        percentile(&v, 0.5)
+    };
+    let sandbox_parts = json!({
+        "instantiate_call_us_p50": median_us(&|t| t.instantiate + t.call),
+        "setup_us_p50": median_us(&|t| t.setup),
+        "instantiate_us_p50": median_us(&|t| t.instantiate),
+        "call_us_p50": median_us(&|t| t.call),
+        "teardown_us_p50": median_us(&|t| t.teardown),
+    });
+    let mut costs = costs;
     costs.sort_by(|a, b| a.partial_cmp(b).unwrap());
 
     let registry = SharedRegistry::new(Registry::from_plugins(vec![plugin]).unwrap());
@@ -413,6 +430,7 @@ fn sluice_scenario(name: &str, a: &Args) -> Value {
         "peak_rss_mib": peak_rss_mib(), "rss_mib_at_10pct": rss_early, "rss_mib_at_end": rss_mib(),
         "redis_mem_baseline_mib": redis_mem0, "redis_mem_after_expiry_mib": redis_mem_after,
         "sandbox_us_p50": percentile(&costs, 0.5), "sandbox_us_p99": percentile(&costs, 0.99),
+        "sandbox_parts": sandbox_parts,
     })
 }
 
@@ -564,13 +582,13 @@ fn main() {
     }
 
     println!(
-        "\n| worker | tasks/s | worker CPU µs/task | Redis CPU µs/task | pickup p50 ms | pickup p99 ms | peak RSS MiB | sandbox µs p50 | sandbox µs p99 |"
+        "\n| worker | tasks/s | worker CPU µs/task | Redis CPU µs/task | pickup p50 ms | pickup p99 ms | peak RSS MiB | sandbox µs p50 | sandbox µs p99 | instantiate+call µs p50 |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         let f = |k: &str, d: usize| r[k].as_f64().map_or("-".to_owned(), |v| format!("{v:.d$}"));
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r["worker"].as_str().unwrap(),
             f("tasks_per_s", 0),
             f("worker_cpu_us_per_task", 1),
@@ -579,7 +597,10 @@ fn main() {
             f("pickup_p99_ms", 2),
             f("peak_rss_mib", 1),
             f("sandbox_us_p50", 1),
-            f("sandbox_us_p99", 1)
+            f("sandbox_us_p99", 1),
+            r["sandbox_parts"]["instantiate_call_us_p50"]
+                .as_f64()
+                .map_or("-".to_owned(), |v| format!("{v:.1}"))
         );
     }
     let rate = |w: &str| {

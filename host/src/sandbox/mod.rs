@@ -109,6 +109,22 @@ pub struct TaskInput<'a> {
     pub attempt: u32,
 }
 
+/// Where the wall-clock time of one [`Sandbox::run_timed`] went. A native
+/// plugin only has `call`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunTimings {
+    /// Building the task's WASI context and store, and copying its input.
+    pub setup: Duration,
+    /// Instantiating the component from its `InstancePre` (pooling allocator:
+    /// a slot and its copy-on-write memory image).
+    pub instantiate: Duration,
+    /// The guest's `handle` export, arguments and result included.
+    pub call: Duration,
+    /// Dropping the store: the pooling allocator resets the slot's dirty
+    /// memory pages for the next instance.
+    pub teardown: Duration,
+}
+
 /// Sizing of the sandbox.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -188,28 +204,51 @@ impl Sandbox {
         task: &TaskInput<'_>,
         cancel: &CancelToken,
     ) -> Result<String, TaskFailure> {
+        self.run_timed(plugin, task, cancel).await.0
+    }
+
+    /// [`Sandbox::run`], also returning where the time went (the benchmark
+    /// reports these).
+    pub async fn run_timed(
+        &self,
+        plugin: &Plugin,
+        task: &TaskInput<'_>,
+        cancel: &CancelToken,
+    ) -> (Result<String, TaskFailure>, RunTimings) {
+        let mut timings = RunTimings::default();
         let pre = match plugin.code() {
             Ok(pre) => pre,
-            Err(native) => return native(task),
+            Err(native) => {
+                let start = Instant::now();
+                let outcome = native(task);
+                timings.call = start.elapsed();
+                return (outcome, timings);
+            }
         };
+        let setup = Instant::now();
         let timeout = Duration::from_millis(plugin.manifest().timeout_ms);
         let stdout = CapturedOutput::new(self.inner.config.capture_bytes);
         let stderr = CapturedOutput::new(self.inner.config.capture_bytes);
-        let mut store = self
-            .new_store(plugin, timeout, cancel, &stdout, &stderr)
-            .map_err(|e| TaskFailure::Sandbox(format!("{e:#}")))?;
+        let mut store = match self.new_store(plugin, timeout, cancel, &stdout, &stderr) {
+            Ok(store) => store,
+            Err(e) => return (Err(TaskFailure::Sandbox(format!("{e:#}"))), timings),
+        };
         let wit_task = WitTask {
             id: task.id.to_owned(),
             task_type: task.task_type.to_owned(),
             params: task.params.to_owned(),
             attempt: task.attempt,
         };
+        timings.setup = setup.elapsed();
         let call = async {
             let start = Instant::now();
             let instance = pre.instantiate_async(&mut store).await?;
+            timings.instantiate = start.elapsed();
             ::metrics::histogram!("sluice_sandbox_instantiate_seconds", "plugin" => plugin.name().to_owned())
-                .record(start.elapsed().as_secs_f64());
-            instance.call_handle(&mut store, &wit_task).await
+                .record(timings.instantiate.as_secs_f64());
+            let outcome = instance.call_handle(&mut store, &wit_task).await;
+            timings.call = start.elapsed() - timings.instantiate;
+            outcome
         };
         // Epoch interruption bounds guest code; this outer timeout bounds time
         // spent blocked in host calls (e.g. a WASI sleep), where no epoch check runs.
@@ -220,9 +259,12 @@ impl Sandbox {
             Ok(Err(error)) => Err(classify_trap(&error, store.data(), timeout)),
             Err(_elapsed) => Err(TaskFailure::Timeout(timeout.as_millis() as u64)),
         };
+        let teardown = Instant::now();
+        drop(store);
+        timings.teardown = teardown.elapsed();
         log_output("stdout", &stdout);
         log_output("stderr", &stderr);
-        outcome
+        (outcome, timings)
     }
 
     /// A store for one call of `plugin`: WASI with the manifest's grants,
