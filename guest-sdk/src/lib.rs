@@ -356,7 +356,7 @@ pub mod __private {
         };
         match P::handle(task) {
             // `Value`'s map keys are strings, so this cannot fail.
-            Ok(value) => Ok(value.to_string()),
+            Ok(value) => Ok(serde_json::to_string(&value).expect("a Value always serializes")),
             Err(TaskError::Retryable(m)) => Err(bindings::TaskError::Retryable(m)),
             Err(TaskError::Fatal(m)) => Err(bindings::TaskError::Fatal(m)),
         }
