@@ -14,7 +14,8 @@ if not holds_lease(KEYS[1], ARGV[1]) then
   for i = 1, n do out[i] = 0 end
   return out
 end
-local ttl, cap = tonumber(ARGV[2]), tonumber(ARGV[3])
+-- The TTL stays a string: a Lua number would be formatted back per SET.
+local ttl, cap = ARGV[2], tonumber(ARGV[3])
 local track_crashes = redis.call('HLEN', KEYS[6]) > 0
 local counts = { processed = 0 }
 local dead = 0
