@@ -25,7 +25,9 @@ use crate::sandbox::Sandbox;
 /// How a worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// Tasks run at once (default 8).
+    /// Tasks run at once (default 8). A task frees its slot as soon as its
+    /// handler has run; up to four times as many finished tasks may then
+    /// await their acknowledgement.
     pub concurrency: usize,
     /// Exit once the queue is empty and nothing is in flight (like RQ's `--burst`).
     pub burst: bool,
@@ -92,7 +94,15 @@ pub struct Shared {
     counters: Counters,
     on_task_start: Option<TaskStartProbe>,
     acker: acks::Acker,
+    /// Tasks done running that await their acknowledgement (see [`UNACKED_PER_SLOT`]).
+    unacked: Arc<Semaphore>,
 }
+
+/// A task gives its slot back as soon as its handler has run, and waits for
+/// its acknowledgement (a Redis round trip, batched with other tasks) without
+/// holding it, so slow acknowledgements do not idle the CPU. At most this
+/// many tasks per slot wait so.
+const UNACKED_PER_SLOT: usize = 4;
 
 /// Called with a task's id just before its handler runs (see
 /// [`Worker::on_task_start`]).
@@ -122,10 +132,11 @@ impl Worker {
                 queue,
                 registry,
                 sandbox,
-                config,
                 counters: Counters::default(),
                 on_task_start: None,
                 acker,
+                unacked: Arc::new(Semaphore::new(config.concurrency * UNACKED_PER_SLOT)),
+                config,
             }),
             leases: Arc::new(LeaseHolder::new(base_id)),
             acker_task: std::sync::Mutex::new(Some(acker_task)),
@@ -198,15 +209,14 @@ impl Worker {
         }
 
         // Drain: wait for in-flight tasks, up to the grace period.
-        let all = u32::try_from(config.concurrency).unwrap_or(u32::MAX);
-        let drained = tokio::time::timeout(config.grace, slots.acquire_many(all)).await;
+        let drained = tokio::time::timeout(config.grace, self.all_done(&slots)).await;
         if drained.is_err() {
             tracing::warn!(
                 grace_ms = config.grace.as_millis() as u64,
                 "grace period over; interrupting the remaining tasks"
             );
             self.leases.current().cancel.cancel();
-            let _ = slots.acquire_many(all).await;
+            self.all_done(&slots).await;
         }
         heartbeat.abort();
         maintenance.abort();
@@ -224,6 +234,25 @@ impl Worker {
         let summary = shared.counters.summary(released);
         tracing::info!(?summary, "worker stopped");
         Ok(summary)
+    }
+
+    /// Waits until no task runs or awaits its acknowledgement.
+    async fn all_done(&self, slots: &Semaphore) {
+        let all = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let config = &self.shared.config;
+        let _running = slots.acquire_many(all(config.concurrency)).await;
+        let _unacked = self
+            .shared
+            .unacked
+            .acquire_many(all(config.concurrency * UNACKED_PER_SLOT))
+            .await;
+    }
+
+    /// Whether no task runs or awaits its acknowledgement.
+    fn none_in_flight(&self, slots: &Semaphore) -> bool {
+        let config = &self.shared.config;
+        slots.available_permits() == config.concurrency
+            && self.shared.unacked.available_permits() == config.concurrency * UNACKED_PER_SLOT
     }
 
     async fn fetch_loop(&self, slots: &Arc<Semaphore>, done: &Arc<Notify>) {
@@ -300,8 +329,8 @@ impl Worker {
             permits.truncate(1);
             if config.burst {
                 drop(permits);
-                if slots.available_permits() == config.concurrency {
-                    // The queue was empty and no task is running: done.
+                if self.none_in_flight(slots) {
+                    // The queue was empty and no task is in flight: done.
                     return;
                 }
                 // Look again when a running task ends.
@@ -359,9 +388,8 @@ impl Worker {
     ) {
         let shared = self.shared.clone();
         tokio::spawn(async move {
-            let outcome = process::process(&shared, &lease, raw).await;
+            let outcome = process::process(&shared, &lease, raw, permit).await;
             shared.counters.count(outcome);
-            drop(permit);
             done.notify_one();
         });
     }

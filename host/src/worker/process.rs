@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use super::Shared;
@@ -30,8 +31,14 @@ pub enum Outcome {
     Abandoned,
 }
 
-/// Handles one fetched message under `lease`.
-pub async fn process(shared: &Shared, lease: &Lease, raw: Vec<u8>) -> Outcome {
+/// Handles one fetched message under `lease`, holding `slot` (one of the
+/// worker's `concurrency` slots) until its handler has run.
+pub async fn process(
+    shared: &Shared,
+    lease: &Lease,
+    raw: Vec<u8>,
+    slot: OwnedSemaphorePermit,
+) -> Outcome {
     let started_at = now_ms();
     let task = match Task::parse(&raw, started_at) {
         Ok(task) => task,
@@ -46,7 +53,7 @@ pub async fn process(shared: &Shared, lease: &Lease, raw: Vec<u8>) -> Outcome {
             return unroutable(shared, lease, &raw, &task, started_at).await;
         };
         tracing::Span::current().record("plugin", tracing::field::display(plugin.name()));
-        run(shared, lease, &raw, &task, &plugin, started_at).await
+        run(shared, lease, &raw, &task, &plugin, started_at, slot).await
     }
     .instrument(span)
     .await
@@ -59,6 +66,7 @@ async fn run(
     task: &Task,
     plugin: &Plugin,
     started_at: u64,
+    slot: OwnedSemaphorePermit,
 ) -> Outcome {
     let attempt = task.attempts + 1;
     let input = TaskInput {
@@ -76,6 +84,15 @@ async fn run(
         probe(&task.id);
     }
     let outcome = shared.sandbox.run(plugin, &input, &lease.cancel).await;
+    // The handler is done: free the slot for the next task while this one's
+    // outcome is written (see `UNACKED_PER_SLOT`).
+    let _unacked = shared
+        .unacked
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the semaphore is never closed");
+    drop(slot);
     let outcome = outcome.and_then(|json| {
         serde_json::value::RawValue::from_string(json)
             .map_err(|e| TaskFailure::Fatal(format!("the plugin returned invalid JSON: {e}")))
