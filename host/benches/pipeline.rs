@@ -12,7 +12,9 @@
 //! rate, peak RSS and resident memory after a tenth of the tasks (MiB; flat
 //! means no growth), Redis's `used_memory` before the run and once its result
 //! records (TTL [`RESULT_TTL_SECS`]) expired (MiB), and the per-task sandbox
-//! cost (a fresh instance + call, sequential, µs); then the ratios
+//! cost (sequential, µs: the whole fresh sandbox, and instantiate + call
+//! alone; the JSON line splits it into setup, instantiate, call, teardown);
+//! then the ratios
 //! Sluice/seed and wasm/native.
 //! Sluice runs 256 tasks at once by default (`--concurrency`): enough for
 //! fetches and acknowledgements to travel in batches while both cores stay
@@ -293,7 +295,7 @@ fn sluice_scenario(name: &str, a: &Args) -> Value {
     } else {
         json!({"text": log_text()}).to_string()
     };
-    let (costs, parts) = rt.block_on(async {
+    let (mut costs, parts) = rt.block_on(async {
         let cancel = Default::default();
         let (mut costs, mut parts) = (Vec::new(), Vec::new());
         for i in 0..2_000u32 {
@@ -326,7 +328,6 @@ fn sluice_scenario(name: &str, a: &Args) -> Value {
         "call_us_p50": median_us(&|t| t.call),
         "teardown_us_p50": median_us(&|t| t.teardown),
     });
-    let mut costs = costs;
     costs.sort_by(|a, b| a.partial_cmp(b).unwrap());
 
     let registry = SharedRegistry::new(Registry::from_plugins(vec![plugin]).unwrap());

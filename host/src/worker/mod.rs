@@ -104,6 +104,11 @@ pub struct Shared {
 /// many tasks per slot wait so.
 const UNACKED_PER_SLOT: usize = 4;
 
+/// How many finished tasks may await their acknowledgement at once.
+fn unacked_capacity(config: &WorkerConfig) -> usize {
+    config.concurrency * UNACKED_PER_SLOT
+}
+
 /// Called with a task's id just before its handler runs (see
 /// [`Worker::on_task_start`]).
 pub type TaskStartProbe = Arc<dyn Fn(&str) + Send + Sync>;
@@ -135,7 +140,7 @@ impl Worker {
                 counters: Counters::default(),
                 on_task_start: None,
                 acker,
-                unacked: Arc::new(Semaphore::new(config.concurrency * UNACKED_PER_SLOT)),
+                unacked: Arc::new(Semaphore::new(unacked_capacity(&config))),
                 config,
             }),
             leases: Arc::new(LeaseHolder::new(base_id)),
@@ -244,7 +249,7 @@ impl Worker {
         let _unacked = self
             .shared
             .unacked
-            .acquire_many(all(config.concurrency * UNACKED_PER_SLOT))
+            .acquire_many(all(unacked_capacity(config)))
             .await;
     }
 
@@ -252,7 +257,7 @@ impl Worker {
     fn none_in_flight(&self, slots: &Semaphore) -> bool {
         let config = &self.shared.config;
         slots.available_permits() == config.concurrency
-            && self.shared.unacked.available_permits() == config.concurrency * UNACKED_PER_SLOT
+            && self.shared.unacked.available_permits() == unacked_capacity(config)
     }
 
     async fn fetch_loop(&self, slots: &Arc<Semaphore>, done: &Arc<Notify>) {
