@@ -52,8 +52,17 @@ impl LeaseHolder {
     /// caller must register. Returns the new current lease.
     pub fn replace(&self, lost: &Lease) -> Lease {
         lost.cancel.cancel();
+        self.rotate(lost)
+    }
+
+    /// Replaces `old`, if it is still the current lease, with a fresh one
+    /// (which the caller must register) without interrupting `old`'s tasks:
+    /// they may acknowledge until `old` expires, which it then does since it
+    /// is no longer renewed, and a reaper puts back whatever its in-flight
+    /// list still holds. Returns the new current lease.
+    pub fn rotate(&self, old: &Lease) -> Lease {
         let mut current = self.current.write().expect("lease lock");
-        if Arc::ptr_eq(&current.worker_id, &lost.worker_id) {
+        if Arc::ptr_eq(&current.worker_id, &old.worker_id) {
             *current = Lease::new(&self.base_id);
         }
         current.clone()
@@ -113,7 +122,11 @@ pub async fn register_fresh(
     lost: &Lease,
     lease_for: Duration,
 ) -> Lease {
-    let fresh = holder.replace(lost);
+    register(queue, &holder.replace(lost), lease_for).await
+}
+
+/// Registers `fresh`, retrying until Redis answers.
+pub async fn register(queue: &Queue, fresh: &Lease, lease_for: Duration) -> Lease {
     let mut delay = Duration::from_millis(100);
     while let Err(e) = queue.register(&fresh.worker_id, lease_for).await {
         tracing::warn!(error = %e, "cannot register a new lease; retrying");
@@ -121,5 +134,5 @@ pub async fn register_fresh(
         delay = (delay * 2).min(Duration::from_secs(2));
     }
     tracing::info!(worker = %fresh.worker_id, "registered a new lease");
-    fresh
+    fresh.clone()
 }

@@ -315,6 +315,7 @@ impl Worker {
                         redis_down = true;
                     }
                     drop(permits);
+                    self.rotate_lease(&lease).await;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                     continue;
@@ -378,9 +379,22 @@ impl Worker {
                         redis_down = true;
                     }
                     blocking = None;
+                    self.rotate_lease(&lease).await;
                     tokio::time::sleep(backoff).await;
                 }
             }
+        }
+    }
+
+    /// A fetch that failed may still have moved messages into the in-flight
+    /// list of `lease` (Redis ran it, then the reply was lost with the
+    /// connection). Nothing would ever process or recover them while `lease`
+    /// is renewed, so fetch under a fresh lease from now on: `lease` expires
+    /// and a reaper puts back what its list still holds (at-least-once).
+    async fn rotate_lease(&self, lease: &Lease) {
+        let fresh = self.leases.rotate(lease);
+        if !Arc::ptr_eq(&fresh.worker_id, &lease.worker_id) {
+            lease::register(&self.shared.queue, &fresh, self.shared.config.lease).await;
         }
     }
 
