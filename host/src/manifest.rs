@@ -15,6 +15,7 @@
 //! max_retries = 5              # retries after the first attempt
 //! backoff_base_ms = 1000       # first retry delay, doubled per attempt
 //! backoff_cap_ms = 3600000     # largest retry delay
+//! instance_reuse = 1           # tasks per instance; > 1 trades isolation for speed
 //!
 //! [[dir]]
 //! host = "data"                # relative paths are relative to the manifest's folder
@@ -109,6 +110,28 @@ pub struct Manifest {
     /// Largest retry delay, ms (worker default when absent).
     #[serde(default)]
     pub backoff_cap_ms: Option<u64>,
+    /// Tasks one component instance may run before it is discarded
+    /// (default 1: a fresh instance per task, nothing carried over).
+    ///
+    /// An explicit speed/isolation trade-off, like Spin's and wasmCloud's
+    /// instance reuse: with `n > 1` a task may see what earlier tasks of
+    /// *this plugin* left in the instance's memory (globals, caches, open
+    /// files), so opt in only when every task routed to the plugin belongs to
+    /// one tenant. Instances are never shared between plugins, an instance
+    /// that trapped, timed out or was interrupted is never reused, and each
+    /// task still gets its own deadline and cancellation. Saves the
+    /// instantiate + teardown cost (measured in the README). At most
+    /// [`MAX_INSTANCE_REUSE`].
+    #[serde(default = "default_instance_reuse")]
+    pub instance_reuse: u32,
+}
+
+/// Largest accepted [`Manifest::instance_reuse`]: bounds how long one
+/// instance's state (and memory growth) can live.
+pub const MAX_INSTANCE_REUSE: u32 = 10_000;
+
+fn default_instance_reuse() -> u32 {
+    1
 }
 
 fn default_timeout_ms() -> u64 {
@@ -131,6 +154,7 @@ impl Default for Manifest {
             max_retries: None,
             backoff_base_ms: None,
             backoff_cap_ms: None,
+            instance_reuse: 1,
         }
     }
 }
@@ -166,6 +190,11 @@ impl Manifest {
         }
         if manifest.memory_bytes == 0 {
             return Err(invalid("memory_bytes must be greater than 0".into()));
+        }
+        if !(1..=MAX_INSTANCE_REUSE).contains(&manifest.instance_reuse) {
+            return Err(invalid(format!(
+                "instance_reuse must be between 1 (a fresh instance per task) and {MAX_INSTANCE_REUSE}"
+            )));
         }
         let base = path.parent().unwrap_or(Path::new("."));
         for dir in &mut manifest.dirs {
@@ -233,6 +262,23 @@ mod tests {
         std::fs::write(&path, "timeout = 5\n").unwrap();
         let err = Manifest::load_or_default(&path).unwrap_err().to_string();
         assert!(err.contains("p.toml") && err.contains("timeout"), "{err}");
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn instance_reuse_defaults_to_a_fresh_instance_and_is_bounded() {
+        assert_eq!(Manifest::default().instance_reuse, 1);
+        let tmp =
+            std::env::temp_dir().join(format!("sluice-manifest-reuse-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let path = tmp.join("p.toml");
+        std::fs::write(&path, "instance_reuse = 50\n").unwrap();
+        assert_eq!(Manifest::load_or_default(&path).unwrap().instance_reuse, 50);
+        for bad in ["0", "10001"] {
+            std::fs::write(&path, format!("instance_reuse = {bad}\n")).unwrap();
+            let err = Manifest::load_or_default(&path).unwrap_err().to_string();
+            assert!(err.contains("instance_reuse must be between 1"), "{err}");
+        }
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

@@ -123,3 +123,40 @@ fn environment_variables_are_visible_only_when_granted() {
     assert_eq!(value("secret"), serde_json::Value::Null);
     assert_eq!(value("path"), serde_json::Value::Null);
 }
+
+#[test]
+fn instance_reuse_is_opt_in_bounded_and_never_follows_a_trap() {
+    let redis = RedisServer::start();
+    let count = |id: &str| json!({"id": id, "task_type": "count"});
+    let counted = |id: &str| result(&redis, id).unwrap()["result"]["count"].clone();
+
+    // Default: a fresh instance per task, so nothing carries over.
+    let fresh = Plugins::new(&[("misbehave", "")]);
+    push(&redis, &[count("f1"), count("f2"), count("f3")]);
+    assert_ok(&run_burst(&redis, &fresh, &["--concurrency", "1"]));
+    for id in ["f1", "f2", "f3"] {
+        assert_eq!(counted(id), 1, "{id} ran in a fresh instance");
+    }
+
+    // Opted in: one instance serves up to 3 tasks; one that trapped is discarded.
+    let reused = Plugins::new(&[("misbehave", "instance_reuse = 3\n")]);
+    push(
+        &redis,
+        &[
+            count("r1"),
+            count("r2"),
+            count("r3"),
+            count("r4"),
+            json!({"id": "boom", "task_type": "trap", "max_retries": 0}),
+            count("r5"),
+            count("r6"),
+        ],
+    );
+    assert_ok(&run_burst(&redis, &reused, &["--concurrency", "1"]));
+    let counts: Vec<_> = ["r1", "r2", "r3", "r4", "r5", "r6"]
+        .iter()
+        .map(|id| counted(id))
+        .collect();
+    assert_eq!(counts, [1, 2, 3, 1, 1, 2]);
+    assert_eq!(result(&redis, "boom").unwrap()["error"]["kind"], "trap");
+}

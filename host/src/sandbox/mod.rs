@@ -21,6 +21,7 @@ mod compile;
 mod output;
 mod plugin;
 mod state;
+mod warm;
 pub mod world;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use state::CancelToken;
 
 use bindings::{WitTask, WitTaskError};
 use state::{Cancelled, DeadlinePassed, MemoryLimitExceeded, TaskState};
+use warm::{Sandboxed, WarmPool};
 
 /// How often the epoch advances; the resolution of timeouts and cancellation.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -157,6 +159,8 @@ struct Inner {
     engine: Engine,
     linker: Linker<TaskState>,
     config: SandboxConfig,
+    /// Instances all plugins may keep parked for reuse (half the pool).
+    warm_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl Sandbox {
@@ -180,6 +184,9 @@ impl Sandbox {
             inner: Arc::new(Inner {
                 engine,
                 linker,
+                warm_budget: Arc::new(tokio::sync::Semaphore::new(
+                    config.max_instances as usize / 2,
+                )),
                 config,
             }),
         })
@@ -226,13 +233,17 @@ impl Sandbox {
             }
         };
         let setup = Instant::now();
-        let timeout = Duration::from_millis(plugin.manifest().timeout_ms);
-        let stdout = CapturedOutput::new(self.inner.config.capture_bytes);
-        let stderr = CapturedOutput::new(self.inner.config.capture_bytes);
-        let mut store = match self.new_store(plugin, timeout, cancel, &stdout, &stderr) {
-            Ok(store) => store,
-            Err(e) => return (Err(TaskFailure::Sandbox(format!("{e:#}"))), timings),
+        let manifest = plugin.manifest();
+        let timeout = Duration::from_millis(manifest.timeout_ms);
+        let warm = Some(plugin.warm()).filter(|_| manifest.instance_reuse > 1);
+        let mut sandboxed = match warm.and_then(WarmPool::take) {
+            Some(parked) => parked,
+            None => match self.sandboxed(plugin) {
+                Ok(fresh) => fresh,
+                Err(e) => return (Err(TaskFailure::Sandbox(format!("{e:#}"))), timings),
+            },
         };
+        sandboxed.arm(timeout, cancel);
         let wit_task = WitTask {
             id: task.id.to_owned(),
             task_type: task.task_type.to_owned(),
@@ -240,44 +251,58 @@ impl Sandbox {
             attempt: task.attempt,
         };
         timings.setup = setup.elapsed();
+        let Sandboxed {
+            store, instance, ..
+        } = &mut sandboxed;
         let call = async {
             let start = Instant::now();
-            let instance = pre.instantiate_async(&mut store).await?;
-            timings.instantiate = start.elapsed();
-            ::metrics::histogram!("sluice_sandbox_instantiate_seconds", "plugin" => plugin.name().to_owned())
-                .record(timings.instantiate.as_secs_f64());
-            let outcome = instance.call_handle(&mut store, &wit_task).await;
+            if instance.is_none() {
+                *instance = Some(pre.instantiate_async(&mut *store).await?);
+                timings.instantiate = start.elapsed();
+                ::metrics::histogram!("sluice_sandbox_instantiate_seconds", "plugin" => plugin.name().to_owned())
+                    .record(timings.instantiate.as_secs_f64());
+            }
+            let instance = instance.as_ref().expect("instantiated above");
+            let outcome = instance.call_handle(&mut *store, &wit_task).await;
             timings.call = start.elapsed() - timings.instantiate;
             outcome
         };
         // Epoch interruption bounds guest code; this outer timeout bounds time
         // spent blocked in host calls (e.g. a WASI sleep), where no epoch check runs.
-        let outcome = match tokio::time::timeout(timeout + 2 * EPOCH_TICK, call).await {
-            Ok(Ok(Ok(json))) => Ok(json),
-            Ok(Ok(Err(WitTaskError::Retryable(m)))) => Err(TaskFailure::Retryable(m)),
-            Ok(Ok(Err(WitTaskError::Fatal(m)))) => Err(TaskFailure::Fatal(m)),
-            Ok(Err(error)) => Err(classify_trap(&error, store.data(), timeout)),
-            Err(_elapsed) => Err(TaskFailure::Timeout(timeout.as_millis() as u64)),
+        let (outcome, returned) = match tokio::time::timeout(timeout + 2 * EPOCH_TICK, call).await {
+            Ok(Ok(Ok(json))) => (Ok(json), true),
+            Ok(Ok(Err(WitTaskError::Retryable(m)))) => (Err(TaskFailure::Retryable(m)), true),
+            Ok(Ok(Err(WitTaskError::Fatal(m)))) => (Err(TaskFailure::Fatal(m)), true),
+            Ok(Err(error)) => (Err(classify_trap(&error, store.data(), timeout)), false),
+            Err(_elapsed) => (Err(TaskFailure::Timeout(timeout.as_millis() as u64)), false),
+        };
+        log_output("stdout", &sandboxed.stdout);
+        log_output("stderr", &sandboxed.stderr);
+        // Only an instance whose guest returned is reused: after a trap or an
+        // interruption its state is unknown (and wasmtime refuses re-entry).
+        sandboxed.runs += 1;
+        let leftover = match warm {
+            Some(pool) if returned && sandboxed.runs < manifest.instance_reuse => {
+                pool.park(sandboxed, &self.inner.warm_budget)
+            }
+            _ => Some(sandboxed),
         };
         let teardown = Instant::now();
-        drop(store);
+        drop(leftover);
         timings.teardown = teardown.elapsed();
-        log_output("stdout", &stdout);
-        log_output("stderr", &stderr);
         (outcome, timings)
     }
 
-    /// A store for one call of `plugin`: WASI with the manifest's grants,
-    /// the memory limiter, and the epoch deadline set to the next tick.
-    fn new_store(
-        &self,
-        plugin: &Plugin,
-        timeout: Duration,
-        cancel: &CancelToken,
-        stdout: &CapturedOutput,
-        stderr: &CapturedOutput,
-    ) -> anyhow::Result<Store<TaskState>> {
+    /// A fresh store for `plugin` (not yet armed, not yet instantiated):
+    /// WASI with the manifest's grants, stdout/stderr captured, the memory
+    /// limiter and the epoch callback.
+    ///
+    /// # Errors
+    /// When a granted directory cannot be opened.
+    fn sandboxed(&self, plugin: &Plugin) -> anyhow::Result<Sandboxed> {
         let manifest = plugin.manifest();
+        let stdout = CapturedOutput::new(self.inner.config.capture_bytes);
+        let stderr = CapturedOutput::new(self.inner.config.capture_bytes);
         let mut wasi = WasiCtx::builder();
         wasi.stdout(stdout.clone()).stderr(stderr.clone());
         for name in &manifest.inherit_env {
@@ -304,15 +329,19 @@ impl Sandbox {
             memory_limit: usize::try_from(manifest.memory_bytes).unwrap_or(usize::MAX),
             memory_used: 0,
             memory_exceeded: false,
-            deadline: Instant::now() + timeout,
-            cancel: cancel.clone(),
+            deadline: Instant::now(),
+            cancel: CancelToken::default(),
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| s);
-        // A new store's deadline is 0 (trap at once, wasmtime#4342): check at the next tick.
-        store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| ctx.data_mut().on_epoch());
-        Ok(store)
+        Ok(Sandboxed {
+            store,
+            instance: None,
+            stdout,
+            stderr,
+            runs: 0,
+        })
     }
 
     /// Asks a freshly compiled plugin for its task types, in a sandbox with
@@ -321,18 +350,19 @@ impl Sandbox {
         let pre = plugin
             .code()
             .map_err(|_| anyhow::anyhow!("a native plugin has no component"))?;
-        let sink = CapturedOutput::new(0);
         let timeout = LOAD_TIMEOUT.min(Duration::from_millis(plugin.manifest().timeout_ms));
-        let mut store = self.new_store(plugin, timeout, &CancelToken::default(), &sink, &sink)?;
+        let mut sandboxed = self.sandboxed(plugin)?;
+        sandboxed.arm(timeout, &CancelToken::default());
+        let store = &mut sandboxed.store;
         let call = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance.call_task_types(&mut store).await
+            let instance = pre.instantiate_async(&mut *store).await?;
+            instance.call_task_types(&mut *store).await
         };
         match tokio::time::timeout(timeout + 2 * EPOCH_TICK, call).await {
             Ok(Ok(types)) => Ok(types),
             Ok(Err(e)) => Err(anyhow::anyhow!(
                 "{}",
-                classify_trap(&e, store.data(), timeout)
+                classify_trap(&e, sandboxed.store.data(), timeout)
             )),
             Err(_) => anyhow::bail!("task-types did not return within {timeout:?}"),
         }

@@ -37,12 +37,14 @@ impl CapturedOutput {
         }
     }
 
-    /// The captured text (lossy UTF-8) and whether output was dropped.
+    /// The captured text (lossy UTF-8) and whether output was dropped;
+    /// empties the sink for the next task.
     pub fn take(&self) -> (String, bool) {
-        let mut buffer = self.buffer.lock().expect("capture lock");
-        let text = String::from_utf8_lossy(&buffer.bytes).into_owned();
-        buffer.bytes.clear();
-        (text, buffer.truncated)
+        let buffer = std::mem::take(&mut *self.buffer.lock().expect("capture lock"));
+        (
+            String::from_utf8_lossy(&buffer.bytes).into_owned(),
+            buffer.truncated,
+        )
     }
 
     fn append(&self, bytes: &[u8]) {

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use super::Sandbox;
 use super::bindings::PluginPre;
 use super::state::TaskState;
+use super::warm::WarmPool;
 use crate::manifest::{Manifest, ManifestError};
 
 /// Why a plugin file could not be loaded; every case names the file.
@@ -68,6 +69,8 @@ struct Inner {
     manifest: Manifest,
     task_types: Vec<String>,
     code: Code,
+    /// Instances parked for reuse (only with `instance_reuse` > 1).
+    warm: WarmPool,
 }
 
 /// What runs a plugin's tasks.
@@ -153,6 +156,7 @@ impl Plugin {
                 manifest,
                 task_types: Vec::new(),
                 code: Code::Component(pre),
+                warm: WarmPool::default(),
             }),
         };
         let task_types = sandbox
@@ -225,8 +229,14 @@ impl Plugin {
                 manifest: Manifest::default(),
                 task_types: task_types.iter().map(|t| (*t).to_owned()).collect(),
                 code: Code::Native(handler),
+                warm: WarmPool::default(),
             }),
         }
+    }
+
+    /// The instances of this plugin parked for reuse.
+    pub(super) fn warm(&self) -> &WarmPool {
+        &self.inner.warm
     }
 
     /// The component's `InstancePre`, or the native handler.

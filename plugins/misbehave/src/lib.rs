@@ -13,8 +13,10 @@
 //! | `spin`          | `{"ms": 200}`              | busy-waits that long, then `{"ms": 200}`                  |
 //! | `attempt`       | `{"succeed_on": 3}`        | `retryable("attempt N of M")` until attempt >= M, then `{"attempt": N}` |
 //! | `version`       | —                          | `{"version": "v1"}`                                       |
+//! | `count`         | —                          | `{"count": n}`: calls so far in this instance (1 in a fresh one) |
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -22,7 +24,7 @@ use serde_json::{Value, json};
 use sluice_guest::{Plugin, Task, TaskError};
 
 /// Every task type this plugin handles.
-pub const TASK_TYPES: [&str; 11] = [
+pub const TASK_TYPES: [&str; 12] = [
     "echo",
     "fail_retryable",
     "fail_fatal",
@@ -34,6 +36,7 @@ pub const TASK_TYPES: [&str; 11] = [
     "spin",
     "attempt",
     "version",
+    "count",
 ];
 
 /// The version this build reports (`version` task); hot-reload tests build a
@@ -107,6 +110,10 @@ impl Plugin for Misbehave {
                 }
             }
             "version" => Ok(json!({ "version": VERSION })),
+            "count" => {
+                static CALLS: AtomicU64 = AtomicU64::new(0);
+                Ok(json!({ "count": CALLS.fetch_add(1, Ordering::Relaxed) + 1 }))
+            }
             other => Err(TaskError::fatal(format_args!(
                 "misbehave does not handle task type `{other}`"
             ))),
