@@ -15,7 +15,10 @@
 //! cost (sequential, µs: the whole fresh sandbox, and instantiate + call
 //! alone; the JSON line splits it into setup, instantiate, call, teardown);
 //! then the ratios
-//! Sluice/seed and wasm/native.
+//! Sluice/seed and wasm/native. A fourth Sluice row, `wasm-parse-reuse`,
+//! runs the same plugin opted in to `instance_reuse` ([`REUSE`] tasks per
+//! instance), with its ratios printed apart: the targets are for a fresh
+//! instance per task.
 //! Sluice runs 256 tasks at once by default (`--concurrency`): enough for
 //! fetches and acknowledgements to travel in batches while both cores stay
 //! busy (64 measured ~25 % fewer tasks/s here; 512 no more than 256).
@@ -39,6 +42,10 @@ use sluice::sandbox::{Plugin, RunTimings, Sandbox, SandboxConfig, TaskFailure, T
 use sluice::worker::{Worker, WorkerConfig};
 
 const LOG_LINES: usize = 20;
+
+/// `instance_reuse` of the `wasm-parse-reuse` scenario: the opt-in
+/// speed/isolation trade-off, measured beside the default fresh instance.
+const REUSE: u32 = 100;
 
 struct Args {
     tasks: usize,
@@ -283,6 +290,10 @@ fn sluice_scenario(name: &str, a: &Args) -> Value {
                 let dir = harness::TempDir::new("bench-plugin");
                 let path = dir.path().join(format!("{file}.wasm"));
                 std::fs::copy(harness::built_plugin(file), &path).unwrap();
+                if name == "wasm-parse-reuse" {
+                    let manifest = format!("instance_reuse = {REUSE}\n");
+                    std::fs::write(path.with_extension("toml"), manifest).unwrap();
+                }
                 (task_type, Plugin::load(&sandbox, &path).await.unwrap())
             }
         }
@@ -559,7 +570,7 @@ fn main() {
         num_cpus()
     );
     let mut rows = Vec::new();
-    for name in ["wasm-parse", "wasm-noop", "native-parse"] {
+    for name in ["wasm-parse", "wasm-noop", "native-parse", "wasm-parse-reuse"] {
         let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args(std::env::args().skip(1))
@@ -613,14 +624,23 @@ fn main() {
         |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (a / b * 100.0).round() / 100.0);
     let sluice_vs_seed = ratio(rate("wasm-parse"), rate("seed-python"));
     let wasm_vs_native = ratio(rate("wasm-parse"), rate("native-parse"));
+    let reuse_vs_seed = ratio(rate("wasm-parse-reuse"), rate("seed-python"));
+    let reuse_vs_native = ratio(rate("wasm-parse-reuse"), rate("native-parse"));
+    let show = |r: Option<f64>, unit: &str| r.map_or("-".into(), |v| format!("{v}{unit}"));
     println!(
-        "\nratios: sluice(wasm-parse)/seed = {}, wasm/native = {}",
-        sluice_vs_seed.map_or("-".into(), |v| format!("{v}x")),
-        wasm_vs_native.map_or("-".into(), |v| v.to_string())
+        "\nratios, a fresh instance per task: sluice(wasm-parse)/seed = {}, wasm/native = {}",
+        show(sluice_vs_seed, "x"),
+        show(wasm_vs_native, "")
+    );
+    println!(
+        "ratios, instance_reuse = {REUSE} (opt-in): sluice(wasm-parse-reuse)/seed = {}, wasm/native = {}",
+        show(reuse_vs_seed, "x"),
+        show(reuse_vs_native, "")
     );
     println!(
         "{}",
-        json!({"bench": "sluice-pipeline", "rows": rows, "sluice_over_seed": sluice_vs_seed, "wasm_over_native": wasm_vs_native})
+        json!({"bench": "sluice-pipeline", "rows": rows, "sluice_over_seed": sluice_vs_seed, "wasm_over_native": wasm_vs_native,
+               "instance_reuse": REUSE, "reuse_over_seed": reuse_vs_seed, "reuse_over_native": reuse_vs_native})
     );
 }
 

@@ -130,8 +130,9 @@ pub struct RunTimings {
 /// Sizing of the sandbox.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
-    /// Component instances that may exist at once (running tasks plus plugin
-    /// loads). The pooling allocator reserves slots for this many.
+    /// Component instances that may exist at once (running tasks, plugin
+    /// loads, and instances parked for reuse, which take at most half). The
+    /// pooling allocator reserves slots for this many.
     pub max_instances: u32,
     /// Bytes of stdout and of stderr kept per task.
     pub capture_bytes: usize,
