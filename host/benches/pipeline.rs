@@ -570,7 +570,12 @@ fn main() {
         num_cpus()
     );
     let mut rows = Vec::new();
-    for name in ["wasm-parse", "wasm-noop", "native-parse", "wasm-parse-reuse"] {
+    for name in [
+        "wasm-parse",
+        "wasm-noop",
+        "native-parse",
+        "wasm-parse-reuse",
+    ] {
         let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args(std::env::args().skip(1))

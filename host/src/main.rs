@@ -407,6 +407,12 @@ fn describe(plugin: &Plugin) {
         "limits      timeout {} ms, memory {} bytes",
         m.timeout_ms, m.memory_bytes
     );
+    match m.instance_reuse {
+        1 => println!("instances   a fresh instance per task"),
+        n => println!(
+            "instances   reused for up to {n} tasks (instance_reuse; shares state between tasks)"
+        ),
+    }
     let mut caps: Vec<String> = m
         .dirs
         .iter()

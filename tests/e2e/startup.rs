@@ -73,6 +73,7 @@ fn plugin_check_prints_task_types_size_and_compile_time_or_explains_the_problem(
         "task types  echo, fail_retryable",
         "bytes)",
         "compile     ",
+        "instances   a fresh instance per task",
         "fits the sluice:plugin@0.1.0 world",
     ] {
         assert!(stdout.contains(expected), "{expected:?} missing:\n{stdout}");
