@@ -1,5 +1,6 @@
 //! The sandbox: one wasmtime [`Engine`] for the process, and a fresh store
-//! and component instance for every task.
+//! and component instance for every task — unless the plugin's manifest opts
+//! in to `instance_reuse` (see the `warm` module).
 //!
 //! How a task is confined (see `notes` in the README for the sources):
 //! - **memory**: a [`wasmtime::ResourceLimiter`] caps all linear memories of
