@@ -6,7 +6,10 @@
 //! call [`export_plugin!`] once, and build the crate for `wasm32-wasip2`.
 //!
 //! The host creates a fresh instance for every task, so nothing survives from
-//! one call of [`Plugin::handle`] to the next: no caches, no global state.
+//! one call of [`Plugin::handle`] to the next: no caches, no global state —
+//! unless the plugin's manifest opts in to `instance_reuse = N`, in which
+//! case one instance serves up to N tasks and globals persist between them
+//! (never rely on that: any call may be the first in its instance).
 //!
 //! # Example
 //!
