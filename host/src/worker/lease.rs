@@ -122,11 +122,13 @@ pub async fn register_fresh(
     lost: &Lease,
     lease_for: Duration,
 ) -> Lease {
-    register(queue, &holder.replace(lost), lease_for).await
+    let fresh = holder.replace(lost);
+    register(queue, &fresh, lease_for).await;
+    fresh
 }
 
 /// Registers `fresh`, retrying until Redis answers.
-pub async fn register(queue: &Queue, fresh: &Lease, lease_for: Duration) -> Lease {
+pub async fn register(queue: &Queue, fresh: &Lease, lease_for: Duration) {
     let mut delay = Duration::from_millis(100);
     while let Err(e) = queue.register(&fresh.worker_id, lease_for).await {
         tracing::warn!(error = %e, "cannot register a new lease; retrying");
@@ -134,5 +136,4 @@ pub async fn register(queue: &Queue, fresh: &Lease, lease_for: Duration) -> Leas
         delay = (delay * 2).min(Duration::from_secs(2));
     }
     tracing::info!(worker = %fresh.worker_id, "registered a new lease");
-    fresh.clone()
 }

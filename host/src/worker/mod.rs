@@ -95,7 +95,7 @@ pub struct Shared {
     on_task_start: Option<TaskStartProbe>,
     acker: acks::Acker,
     /// Tasks done running that await their acknowledgement (see [`UNACKED_PER_SLOT`]).
-    unacked: Arc<Semaphore>,
+    unacked: Semaphore,
 }
 
 /// A task gives its slot back as soon as its handler has run, and waits for
@@ -140,7 +140,7 @@ impl Worker {
                 counters: Counters::default(),
                 on_task_start: None,
                 acker,
-                unacked: Arc::new(Semaphore::new(unacked_capacity(&config))),
+                unacked: Semaphore::new(unacked_capacity(&config)),
                 config,
             }),
             leases: Arc::new(LeaseHolder::new(base_id)),

@@ -88,8 +88,7 @@ async fn run(
     // outcome is written (see `UNACKED_PER_SLOT`).
     let _unacked = shared
         .unacked
-        .clone()
-        .acquire_owned()
+        .acquire()
         .await
         .expect("the semaphore is never closed");
     drop(slot);
