@@ -41,6 +41,11 @@ use sluice::registry::{Registry, SharedRegistry};
 use sluice::sandbox::{Plugin, RunTimings, Sandbox, SandboxConfig, TaskFailure, TaskInput};
 use sluice::worker::{Worker, WorkerConfig};
 
+/// The `sluice` binary's allocator (see its `main.rs`), so that the
+/// benchmark measures what the worker runs.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const LOG_LINES: usize = 20;
 
 /// `instance_reuse` of the `wasm-parse-reuse` scenario: the opt-in
