@@ -14,12 +14,15 @@
 //! - any worker's reaper ([`Queue::reap`]) puts the in-flight messages of a
 //!   worker whose lease expired back at the head of the pending list.
 
+mod eval;
+
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, Script};
 
 use crate::keys::QueueKeys;
+use eval::Eval;
 
 /// Errors talking to Redis.
 #[derive(Debug, thiserror::Error)]
@@ -184,13 +187,11 @@ impl Queue {
     /// # Errors
     /// On Redis errors.
     pub async fn register(&self, worker_id: &str, lease: Duration) -> QueueResult<u64> {
-        Ok(self
-            .scripts
-            .register
-            .key(&self.keys.workers)
+        Ok(Eval::new(&self.scripts.register, 1)
+            .arg(&self.keys.workers)
             .arg(worker_id)
             .arg(lease.as_millis() as u64)
-            .invoke_async(&mut self.conn.clone())
+            .invoke(&mut self.conn.clone())
             .await?)
     }
 
@@ -200,13 +201,11 @@ impl Queue {
     /// # Errors
     /// On Redis errors.
     pub async fn renew(&self, worker_id: &str, lease: Duration) -> QueueResult<bool> {
-        let renewed: i64 = self
-            .scripts
-            .renew
-            .key(&self.keys.workers)
+        let renewed: i64 = Eval::new(&self.scripts.renew, 1)
+            .arg(&self.keys.workers)
             .arg(worker_id)
             .arg(lease.as_millis() as u64)
-            .invoke_async(&mut self.conn.clone())
+            .invoke(&mut self.conn.clone())
             .await?;
         Ok(renewed == 1)
     }
@@ -221,15 +220,13 @@ impl Queue {
         worker_id: &str,
         max: usize,
     ) -> QueueResult<Option<Vec<Vec<u8>>>> {
-        Ok(self
-            .scripts
-            .fetch
-            .key(&self.keys.pending)
-            .key(self.keys.inflight(worker_id))
-            .key(&self.keys.workers)
+        Ok(Eval::new(&self.scripts.fetch, 3)
+            .arg(&self.keys.pending)
+            .arg(self.keys.inflight(worker_id))
+            .arg(&self.keys.workers)
             .arg(worker_id)
             .arg(max)
-            .invoke_async(&mut self.conn.clone())
+            .invoke(&mut self.conn.clone())
             .await?)
     }
 
@@ -280,26 +277,27 @@ impl Queue {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut invocation = self.scripts.finish.key(&self.keys.workers);
-        invocation
-            .key(self.keys.inflight(worker_id))
-            .key(&self.keys.stats)
-            .key(&self.keys.dead)
-            .key(&self.keys.dead_index)
-            .key(&self.keys.crashes)
-            .arg(worker_id)
+        let mut call = Eval::new(&self.scripts.finish, 6 + batch.len());
+        call.arg(&self.keys.workers)
+            .arg(self.keys.inflight(worker_id))
+            .arg(&self.keys.stats)
+            .arg(&self.keys.dead)
+            .arg(&self.keys.dead_index)
+            .arg(&self.keys.crashes);
+        for f in batch {
+            call.arg(self.keys.result(f.id));
+        }
+        call.arg(worker_id)
             .arg(self.retention.result_ttl_secs)
             .arg(self.retention.dead_cap);
         for f in batch {
-            invocation
-                .key(self.keys.result(f.id))
-                .arg(f.message)
+            call.arg(f.message)
                 .arg(f.record)
                 .arg(f.status)
                 .arg(if f.dead_letter.is_some() { f.id } else { "" })
                 .arg(f.dead_letter.unwrap_or(""));
         }
-        let acked: Vec<i64> = invocation.invoke_async(&mut self.conn.clone()).await?;
+        let acked: Vec<i64> = call.invoke(&mut self.conn.clone()).await?;
         Ok(acked.into_iter().map(|a| a == 1).collect())
     }
 
@@ -321,15 +319,13 @@ impl Queue {
         record: Option<(&str, &str)>,
     ) -> QueueResult<bool> {
         let (id, record) = record.unwrap_or(("", ""));
-        let done: i64 = self
-            .scripts
-            .reschedule
-            .key(&self.keys.workers)
-            .key(self.keys.inflight(worker_id))
-            .key(&self.keys.delayed)
-            .key(&self.keys.stats)
-            .key(self.keys.result(id))
-            .key(&self.keys.crashes)
+        let done: i64 = Eval::new(&self.scripts.reschedule, 6)
+            .arg(&self.keys.workers)
+            .arg(self.keys.inflight(worker_id))
+            .arg(&self.keys.delayed)
+            .arg(&self.keys.stats)
+            .arg(self.keys.result(id))
+            .arg(&self.keys.crashes)
             .arg(worker_id)
             .arg(popped)
             .arg(stored)
@@ -337,7 +333,7 @@ impl Queue {
             .arg(stat.unwrap_or(""))
             .arg(record)
             .arg(self.retention.result_ttl_secs)
-            .invoke_async(&mut self.conn.clone())
+            .invoke(&mut self.conn.clone())
             .await?;
         Ok(done == 1)
     }
@@ -348,13 +344,11 @@ impl Queue {
     /// # Errors
     /// On Redis errors.
     pub async fn promote_due(&self) -> QueueResult<(u64, Option<Duration>)> {
-        let (moved, wait): (u64, i64) = self
-            .scripts
-            .promote
-            .key(&self.keys.delayed)
-            .key(&self.keys.pending)
+        let (moved, wait): (u64, i64) = Eval::new(&self.scripts.promote, 2)
+            .arg(&self.keys.delayed)
+            .arg(&self.keys.pending)
             .arg(1000)
-            .invoke_async(&mut self.conn.clone())
+            .invoke(&mut self.conn.clone())
             .await?;
         Ok((moved, u64::try_from(wait).ok().map(Duration::from_millis)))
     }
@@ -370,21 +364,19 @@ impl Queue {
         max_crashes: u32,
         tombstone: Duration,
     ) -> QueueResult<(u64, u64)> {
-        Ok(self
-            .scripts
-            .reap
-            .key(&self.keys.workers)
-            .key(&self.keys.pending)
-            .key(&self.keys.crashes)
-            .key(&self.keys.dead)
-            .key(&self.keys.dead_index)
-            .key(&self.keys.stats)
-            .key(self.keys.inflight(""))
+        Ok(Eval::new(&self.scripts.reap, 7)
+            .arg(&self.keys.workers)
+            .arg(&self.keys.pending)
+            .arg(&self.keys.crashes)
+            .arg(&self.keys.dead)
+            .arg(&self.keys.dead_index)
+            .arg(&self.keys.stats)
+            .arg(self.keys.inflight(""))
             .arg(max_crashes)
             .arg(tombstone.as_millis() as u64)
             .arg(self.retention.dead_ttl_ms)
             .arg(reaper_id)
-            .invoke_async(&mut self.conn.clone())
+            .invoke(&mut self.conn.clone())
             .await?)
     }
 
@@ -395,14 +387,12 @@ impl Queue {
     /// # Errors
     /// On Redis errors.
     pub async fn release(&self, worker_id: &str) -> QueueResult<u64> {
-        Ok(self
-            .scripts
-            .release
-            .key(&self.keys.workers)
-            .key(self.keys.inflight(worker_id))
-            .key(&self.keys.pending)
+        Ok(Eval::new(&self.scripts.release, 3)
+            .arg(&self.keys.workers)
+            .arg(self.keys.inflight(worker_id))
+            .arg(&self.keys.pending)
             .arg(worker_id)
-            .invoke_async(&mut self.conn.clone())
+            .invoke(&mut self.conn.clone())
             .await?)
     }
 

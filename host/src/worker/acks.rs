@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::queue::{Finish, Queue, QueueError, QueueResult};
@@ -19,7 +20,7 @@ pub struct AckRequest {
     /// The lease the message was fetched under.
     pub worker_id: Arc<str>,
     /// The message as fetched.
-    pub message: Vec<u8>,
+    pub message: Bytes,
     /// Task id.
     pub id: String,
     /// Result record, JSON.
@@ -35,7 +36,7 @@ pub struct AckRequest {
 /// Handle to the acknowledgement task.
 #[derive(Debug, Clone)]
 pub struct Acker {
-    tx: mpsc::UnboundedSender<(AckRequest, oneshot::Sender<QueueResult<bool>>)>,
+    tx: mpsc::UnboundedSender<Pending>,
 }
 
 /// The acknowledgement task's future; run it (spawn it) for the handle to work.
@@ -49,10 +50,11 @@ impl Acker {
     }
 
     /// Acknowledges one message; true when acknowledged, false when fenced off.
+    /// Shared so that a retry after a Redis error resends it without copies.
     ///
     /// # Errors
     /// The Redis error of the batch it was part of.
-    pub async fn ack(&self, request: AckRequest) -> QueueResult<bool> {
+    pub async fn ack(&self, request: Arc<AckRequest>) -> QueueResult<bool> {
         let (done, result) = oneshot::channel();
         self.tx
             .send((request, done))
@@ -63,7 +65,7 @@ impl Acker {
     }
 }
 
-type Pending = (AckRequest, oneshot::Sender<QueueResult<bool>>);
+type Pending = (Arc<AckRequest>, oneshot::Sender<QueueResult<bool>>);
 
 async fn run(queue: Queue, mut rx: mpsc::UnboundedReceiver<Pending>) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);

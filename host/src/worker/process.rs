@@ -1,8 +1,10 @@
 //! One message, start to finish: parse, route, run in the sandbox, and
 //! write the outcome back (acknowledge, retry, or dead-letter).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
@@ -11,7 +13,7 @@ use super::acks::AckRequest;
 use super::lease::Lease;
 use super::retry::RetryPolicy;
 use crate::message::{self, BadMessage, Task};
-use crate::queue::{Finish, QueueResult};
+use crate::queue::QueueResult;
 use crate::record::{DeadLetter, ErrorInfo, ResultRecord, Status, now_ms};
 use crate::sandbox::{Plugin, TaskFailure, TaskInput};
 
@@ -40,6 +42,8 @@ pub async fn process(
     slot: OwnedSemaphorePermit,
 ) -> Outcome {
     let started_at = now_ms();
+    // Shared, not copied, with the acknowledgement that carries it to Redis.
+    let raw = Bytes::from(raw);
     let task = match Task::parse(&raw, started_at) {
         Ok(task) => task,
         Err(bad) => return bad_message(shared, lease, &raw, bad, started_at).await,
@@ -62,7 +66,7 @@ pub async fn process(
 async fn run(
     shared: &Shared,
     lease: &Lease,
-    raw: &[u8],
+    raw: &Bytes,
     task: &Task,
     plugin: &Plugin,
     started_at: u64,
@@ -123,13 +127,14 @@ async fn run(
             finish(
                 shared,
                 lease,
-                task.reply_to.as_deref(),
-                Finish {
-                    message: raw,
-                    id: &task.id,
-                    record: &json,
+                AckRequest {
+                    worker_id: lease.worker_id.clone(),
+                    message: raw.clone(),
+                    id: record.id,
+                    record: json,
                     status: "succeeded",
                     dead_letter: None,
+                    reply_to: task.reply_to.clone(),
                 },
             )
             .await
@@ -195,7 +200,7 @@ async fn defer(shared: &Shared, lease: &Lease, raw: &[u8], task: &Task, due: u64
 
 /// No plugin handles the task type (yet): wait for one to be deployed, up
 /// to the worker's grace period, then dead-letter the task.
-async fn unroutable(shared: &Shared, lease: &Lease, raw: &[u8], task: &Task, now: u64) -> Outcome {
+async fn unroutable(shared: &Shared, lease: &Lease, raw: &Bytes, task: &Task, now: u64) -> Outcome {
     let grace = shared.config.unknown_type_grace.as_millis() as u64;
     let since = task.unroutable_since.unwrap_or(now);
     let waited = now.saturating_sub(since);
@@ -274,7 +279,7 @@ async fn park(
 async fn bad_message(
     shared: &Shared,
     lease: &Lease,
-    raw: &[u8],
+    raw: &Bytes,
     bad: BadMessage,
     started_at: u64,
 ) -> Outcome {
@@ -311,7 +316,7 @@ async fn bad_message(
 async fn fail(
     shared: &Shared,
     lease: &Lease,
-    raw: &[u8],
+    raw: &Bytes,
     task: &Task,
     plugin: Option<&Plugin>,
     error: ErrorInfo,
@@ -340,7 +345,7 @@ async fn fail(
 async fn fail_with(
     shared: &Shared,
     lease: &Lease,
-    raw: &[u8],
+    raw: &Bytes,
     task: &Task,
     mut record: ResultRecord,
     error: ErrorInfo,
@@ -366,13 +371,14 @@ async fn fail_with(
     let outcome = finish(
         shared,
         lease,
-        task.reply_to.as_deref(),
-        Finish {
-            message: raw,
-            id: &task.id,
-            record: &json,
+        AckRequest {
+            worker_id: lease.worker_id.clone(),
+            message: raw.clone(),
+            id: record.id,
+            record: json,
             status: "failed",
-            dead_letter: Some(&letter),
+            dead_letter: Some(letter),
+            reply_to: task.reply_to.clone(),
         },
     )
     .await;
@@ -386,28 +392,9 @@ async fn fail_with(
 /// Acknowledges (batched with other tasks finishing now), then the record is
 /// pushed onto `reply_to`. Returns `Succeeded` when acknowledged, `Abandoned`
 /// when fenced off.
-async fn finish(
-    shared: &Shared,
-    lease: &Lease,
-    reply_to: Option<&str>,
-    finish: Finish<'_>,
-) -> Outcome {
-    let acked = with_redis_retry(lease, || {
-        shared.acker.ack(AckRequest {
-            worker_id: lease.worker_id.clone(),
-            message: finish.message.to_vec(),
-            id: finish.id.to_owned(),
-            record: finish.record.to_owned(),
-            status: if finish.status == "succeeded" {
-                "succeeded"
-            } else {
-                "failed"
-            },
-            dead_letter: finish.dead_letter.map(str::to_owned),
-            reply_to: reply_to.map(str::to_owned),
-        })
-    })
-    .await;
+async fn finish(shared: &Shared, lease: &Lease, request: AckRequest) -> Outcome {
+    let request = Arc::new(request);
+    let acked = with_redis_retry(lease, || shared.acker.ack(request.clone())).await;
     if !acked {
         tracing::warn!(
             "acknowledgement rejected: the lease was lost and the task may run elsewhere"
