@@ -172,10 +172,10 @@ struct WorkerArgs {
 /// result and record are allocated on one tokio thread and often freed on
 /// another, which glibc's malloc pays for in arena locking and chunk
 /// consolidation (~30 % of the worker threads' CPU in a profile of the
-/// benchmark's native row). Measured with `cargo xtask bench`: worker CPU per
-/// task 92 → 78–82 µs (wasm `parse_log_file`) and 59 → 49–52 µs (no-op),
-/// resident memory +2–3 MiB. mimalloc cut as much CPU but doubled resident
-/// memory.
+/// benchmark's native row). Measured with `cargo xtask bench`, two A/B pairs:
+/// worker CPU per task 92–94 → 74–82 µs (wasm `parse_log_file`) and 58–61 →
+/// 49–52 µs (no-op), resident memory +2–3 MiB. mimalloc cut as much CPU but
+/// doubled resident memory.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
