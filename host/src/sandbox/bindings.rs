@@ -6,6 +6,7 @@ wasmtime::component::bindgen!({
     path: "../guest-sdk/wit",
     world: "plugin",
     exports: { default: async },
+    ownership: Borrowing { duplicate_if_necessary: true },
 });
 
 pub use self::sluice::plugin::host::Level;

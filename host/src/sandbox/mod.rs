@@ -247,9 +247,9 @@ impl Sandbox {
         };
         sandboxed.arm(timeout, cancel);
         let wit_task = WitTask {
-            id: task.id.to_owned(),
-            task_type: task.task_type.to_owned(),
-            params: task.params.to_owned(),
+            id: task.id,
+            task_type: task.task_type,
+            params: task.params,
             attempt: task.attempt,
         };
         timings.setup = setup.elapsed();
@@ -265,7 +265,7 @@ impl Sandbox {
                     .record(timings.instantiate.as_secs_f64());
             }
             let instance = instance.as_ref().expect("instantiated above");
-            let outcome = instance.call_handle(&mut *store, &wit_task).await;
+            let outcome = instance.call_handle(&mut *store, wit_task).await;
             timings.call = start.elapsed() - timings.instantiate;
             outcome
         };
