@@ -124,20 +124,7 @@ async fn run(
             tracing::info!(attempt, duration_ms = record.duration_ms, "task succeeded");
             ::metrics::counter!("sluice_tasks_succeeded_total", &labels).increment(1);
             let json = serde_json::to_string(&record).expect("record serializes");
-            finish(
-                shared,
-                lease,
-                AckRequest {
-                    worker_id: lease.worker_id.clone(),
-                    message: raw.clone(),
-                    id: record.id,
-                    record: json,
-                    status: "succeeded",
-                    dead_letter: None,
-                    reply_to: task.reply_to.clone(),
-                },
-            )
-            .await
+            finish(shared, lease, raw, task, json, None).await
         }
         Err(TaskFailure::Interrupted) => {
             tracing::warn!(
@@ -368,20 +355,7 @@ async fn fail_with(
     record.error = Some(error);
     let json = serde_json::to_string(&record).expect("record serializes");
     let letter = serde_json::to_string(&letter).expect("dead letter serializes");
-    let outcome = finish(
-        shared,
-        lease,
-        AckRequest {
-            worker_id: lease.worker_id.clone(),
-            message: raw.clone(),
-            id: record.id,
-            record: json,
-            status: "failed",
-            dead_letter: Some(letter),
-            reply_to: task.reply_to.clone(),
-        },
-    )
-    .await;
+    let outcome = finish(shared, lease, raw, task, json, Some(letter)).await;
     if outcome == Outcome::Succeeded {
         Outcome::Failed
     } else {
@@ -389,11 +363,31 @@ async fn fail_with(
     }
 }
 
-/// Acknowledges (batched with other tasks finishing now), then the record is
-/// pushed onto `reply_to`. Returns `Succeeded` when acknowledged, `Abandoned`
-/// when fenced off.
-async fn finish(shared: &Shared, lease: &Lease, request: AckRequest) -> Outcome {
-    let request = Arc::new(request);
+/// Acknowledges (batched with other tasks finishing now) with its result
+/// `record`, as failed and dead-lettered when a `dead_letter` is given, then
+/// the record is pushed onto `reply_to`. Returns `Succeeded` when
+/// acknowledged, `Abandoned` when fenced off.
+async fn finish(
+    shared: &Shared,
+    lease: &Lease,
+    raw: &Bytes,
+    task: &Task,
+    record: String,
+    dead_letter: Option<String>,
+) -> Outcome {
+    let request = Arc::new(AckRequest {
+        worker_id: lease.worker_id.clone(),
+        message: raw.clone(),
+        id: task.id.clone(),
+        record,
+        status: if dead_letter.is_some() {
+            "failed"
+        } else {
+            "succeeded"
+        },
+        dead_letter,
+        reply_to: task.reply_to.clone(),
+    });
     let acked = with_redis_retry(lease, || shared.acker.ack(request.clone())).await;
     if !acked {
         tracing::warn!(
