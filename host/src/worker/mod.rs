@@ -207,7 +207,16 @@ impl Worker {
         let done = Arc::new(Notify::new());
 
         tokio::pin!(shutdown);
-        let fetching = self.fetch_loop(&slots, &done);
+        // Two fetch loops share the slots so that one's round trip overlaps
+        // the other's: with one, a busy worker ran out of tasks while a
+        // fetch's reply made its way back. Only the first blocks on an
+        // empty queue; the second then waits for a task to end.
+        let fetching = async {
+            tokio::select! {
+                () = self.fetch_loop(&slots, &done, true) => {}
+                () = self.fetch_loop(&slots, &done, false) => {}
+            }
+        };
         tokio::select! {
             () = fetching => {}
             () = &mut shutdown => tracing::info!("shutdown requested: no new tasks; waiting for in-flight ones"),
@@ -260,7 +269,11 @@ impl Worker {
             && self.shared.unacked.available_permits() == unacked_capacity(config)
     }
 
-    async fn fetch_loop(&self, slots: &Arc<Semaphore>, done: &Arc<Notify>) {
+    /// Fetches messages while slots are free and spawns a task for each.
+    /// Returns (burst mode only) once the queue is empty and nothing is in
+    /// flight. When the queue is empty, a loop that `may_block` waits on it
+    /// with `BLMOVE`; another waits for a running task to end.
+    async fn fetch_loop(&self, slots: &Arc<Semaphore>, done: &Arc<Notify>, may_block: bool) {
         let shared = &self.shared;
         let config = &shared.config;
         let mut blocking = None;
@@ -333,9 +346,9 @@ impl Worker {
                 continue;
             }
             permits.truncate(1);
-            if config.burst {
+            if config.burst || !may_block {
                 drop(permits);
-                if self.none_in_flight(slots) {
+                if config.burst && self.none_in_flight(slots) {
                     // The queue was empty and no task is in flight: done.
                     return;
                 }
