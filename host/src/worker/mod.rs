@@ -85,7 +85,7 @@ pub struct Summary {
     pub released: u64,
 }
 
-/// State shared by the fetch loop and the task futures.
+/// State shared by the fetch loops and the task futures.
 pub struct Shared {
     queue: Queue,
     registry: SharedRegistry,
