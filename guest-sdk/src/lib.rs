@@ -33,13 +33,17 @@
 //! `src/lib.rs`:
 //!
 //! ```rust,ignore
-//! use serde::Deserialize;
-//! use serde_json::{Value, json};
+//! use serde::{Deserialize, Serialize};
 //! use sluice_guest::{Plugin, Task, TaskError};
 //!
 //! #[derive(Deserialize)]
 //! struct Params {
 //!     text: String,
+//! }
+//!
+//! #[derive(Serialize)]
+//! struct Counted {
+//!     words: usize,
 //! }
 //!
 //! struct WordCount;
@@ -49,7 +53,7 @@
 //!         vec!["word_count".to_string()]
 //!     }
 //!
-//!     fn handle(task: Task) -> Result<Value, TaskError> {
+//!     fn handle(task: Task) -> Result<impl Serialize, TaskError> {
 //!         // Bad params become `TaskError::Fatal` naming the task type.
 //!         let params: Params = task.params()?;
 //!         if params.text.is_empty() {
@@ -57,7 +61,7 @@
 //!         }
 //!         let words = params.text.split_whitespace().count();
 //!         sluice_guest::info!("task {} counted {words} words", task.id);
-//!         Ok(json!({ "words": words }))
+//!         Ok(Counted { words })
 //!     }
 //! }
 //!
@@ -163,11 +167,28 @@ pub trait Plugin {
     /// one task type is a load error.
     fn task_types() -> Vec<String>;
 
-    /// Handles one task. `Ok` carries the result, which the host stores as
-    /// JSON; `Err` tells the queue whether to retry.
+    /// Handles one task. `Ok` carries the result: any [`serde::Serialize`]
+    /// value (a struct of the plugin's own, or a `serde_json::Value`), which
+    /// the SDK serializes straight to the JSON text the host stores, with no
+    /// intermediate `Value` tree. `Err` tells the queue whether to retry.
     ///
-    /// A panic traps the instance; the host treats it as a failed attempt.
-    fn handle(task: Task) -> Result<serde_json::Value, TaskError>;
+    /// A result that cannot be written as JSON (a map whose keys are not
+    /// strings) fails the task with [`TaskError::Fatal`]. A panic traps the
+    /// instance; the host treats it as a failed attempt.
+    fn handle(task: Task) -> Result<impl serde::Serialize, TaskError>;
+}
+
+/// Runs `P::handle` on `task` and writes its result as JSON text, exactly as
+/// the exported component does for the host; for native unit tests of
+/// plugin crates.
+///
+/// # Errors
+/// The handler's [`TaskError`], or [`TaskError::Fatal`] when the result
+/// cannot be written as JSON (a map whose keys are not strings).
+pub fn handle_to_json<P: Plugin>(task: Task) -> Result<String, TaskError> {
+    let result = P::handle(task)?;
+    serde_json::to_string(&result)
+        .map_err(|e| TaskError::fatal(format_args!("the result cannot be written as JSON: {e}")))
 }
 
 /// Exports a [`Plugin`] implementation as the component's `plugin` world.
@@ -357,11 +378,65 @@ pub mod __private {
             params: task.params,
             attempt: task.attempt,
         };
-        match P::handle(task) {
-            // `Value`'s map keys are strings, so this cannot fail.
-            Ok(value) => Ok(serde_json::to_string(&value).expect("a Value always serializes")),
-            Err(TaskError::Retryable(m)) => Err(bindings::TaskError::Retryable(m)),
-            Err(TaskError::Fatal(m)) => Err(bindings::TaskError::Fatal(m)),
+        crate::handle_to_json::<P>(task).map_err(|e| match e {
+            TaskError::Retryable(m) => bindings::TaskError::Retryable(m),
+            TaskError::Fatal(m) => bindings::TaskError::Fatal(m),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    struct Echo;
+
+    impl Plugin for Echo {
+        fn task_types() -> Vec<String> {
+            vec!["echo".into()]
         }
+
+        fn handle(task: Task) -> Result<impl serde::Serialize, TaskError> {
+            #[derive(serde::Deserialize)]
+            struct Params {
+                keys: bool,
+            }
+            let params: Params = task.params()?;
+            // Tuple keys cannot be JSON object keys.
+            let mut map = BTreeMap::new();
+            if params.keys {
+                map.insert((1, 2), task.attempt);
+            }
+            Ok(map)
+        }
+    }
+
+    fn task(params: &str) -> Task {
+        Task {
+            id: "t1".into(),
+            task_type: "echo".into(),
+            params: params.into(),
+            attempt: 1,
+        }
+    }
+
+    #[test]
+    fn results_are_written_as_json_text_and_failures_are_named() {
+        assert_eq!(
+            handle_to_json::<Echo>(task(r#"{"keys": false}"#)).unwrap(),
+            "{}"
+        );
+        let err = handle_to_json::<Echo>(task(r#"{"keys": true}"#)).unwrap_err();
+        assert!(
+            matches!(&err, TaskError::Fatal(m) if m.contains("cannot be written as JSON")),
+            "{err}"
+        );
+        let err = handle_to_json::<Echo>(task("[]")).unwrap_err();
+        assert!(
+            matches!(&err, TaskError::Fatal(m) if m.contains("invalid params for task type `echo`")),
+            "{err}"
+        );
     }
 }

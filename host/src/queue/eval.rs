@@ -21,8 +21,20 @@ impl<'s> Eval<'s> {
     /// A call with `keys` keys: the first `keys` values given to
     /// [`Eval::arg`] become `KEYS[1..=keys]`, the rest `ARGV`.
     pub(super) fn new(script: &'s Script, keys: usize) -> Eval<'s> {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(script.get_hash()).arg(keys);
+        Eval::with_capacity(script, keys, 0, 0)
+    }
+
+    /// Like [`Eval::new`], for a call that will carry about `args` keys and
+    /// arguments of `bytes` bytes in all: the command's buffers are allocated
+    /// once instead of regrowing as a large batch is appended.
+    pub(super) fn with_capacity(
+        script: &'s Script,
+        keys: usize,
+        args: usize,
+        bytes: usize,
+    ) -> Eval<'s> {
+        let mut cmd = Cmd::with_capacity(args + 3, bytes + 64);
+        cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys);
         Eval { script, cmd }
     }
 

@@ -277,7 +277,18 @@ impl Queue {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut call = Eval::new(&self.scripts.finish, 6 + batch.len());
+        // Per message: its result key, five values, and ~64 bytes of key
+        // prefix, status and the like besides the message and the record.
+        let bytes = batch
+            .iter()
+            .map(|f| f.message.len() + f.record.len() + f.dead_letter.map_or(0, str::len) + 64)
+            .sum::<usize>();
+        let mut call = Eval::with_capacity(
+            &self.scripts.finish,
+            6 + batch.len(),
+            9 + 6 * batch.len(),
+            256 + bytes,
+        );
         call.arg(&self.keys.workers)
             .arg(self.keys.inflight(worker_id))
             .arg(&self.keys.stats)

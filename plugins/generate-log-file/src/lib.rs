@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::{Component, Path};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sluice_guest::{Plugin, Task, TaskError};
 
@@ -374,7 +374,7 @@ impl Plugin for GenerateLogFile {
         vec!["generate_log_file".to_string()]
     }
 
-    fn handle(task: Task) -> Result<Value, TaskError> {
+    fn handle(task: Task) -> Result<impl Serialize, TaskError> {
         let params: Params = task.params()?;
         if params.lines > MAX_LINES {
             return Err(TaskError::fatal(format_args!(
@@ -494,15 +494,19 @@ mod tests {
             params: params.into(),
             attempt: 1,
         };
-        let err = GenerateLogFile::handle(task(r#"{"lines": 3}"#)).unwrap_err();
+        let err =
+            sluice_guest::handle_to_json::<GenerateLogFile>(task(r#"{"lines": 3}"#)).unwrap_err();
         assert!(
             matches!(&err, TaskError::Fatal(m) if m.contains("generate_log_file")),
             "{err}"
         );
-        let err = GenerateLogFile::handle(task(r#"{"file": "../x.log"}"#)).unwrap_err();
-        assert!(err.message().contains(".."), "{err}");
-        let err = GenerateLogFile::handle(task(r#"{"file": "x.log", "lines": 99999999999}"#))
+        let err = sluice_guest::handle_to_json::<GenerateLogFile>(task(r#"{"file": "../x.log"}"#))
             .unwrap_err();
+        assert!(err.message().contains(".."), "{err}");
+        let err = sluice_guest::handle_to_json::<GenerateLogFile>(task(
+            r#"{"file": "x.log", "lines": 99999999999}"#,
+        ))
+        .unwrap_err();
         assert!(err.message().contains("lines"), "{err}");
     }
 }

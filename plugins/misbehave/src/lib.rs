@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use sluice_guest::{Plugin, Task, TaskError};
 
 /// Every task type this plugin handles.
@@ -71,7 +71,7 @@ impl Plugin for Misbehave {
         TASK_TYPES.iter().map(|t| (*t).to_string()).collect()
     }
 
-    fn handle(task: Task) -> Result<Value, TaskError> {
+    fn handle(task: Task) -> Result<impl serde::Serialize, TaskError> {
         match task.task_type.as_str() {
             "echo" => {
                 sluice_guest::log::info(&format!("echo {}", task.params));

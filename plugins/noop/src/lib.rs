@@ -14,7 +14,7 @@ impl Plugin for Noop {
         vec!["noop".to_string()]
     }
 
-    fn handle(_task: Task) -> Result<Value, TaskError> {
+    fn handle(_task: Task) -> Result<impl serde::Serialize, TaskError> {
         Ok(Value::Object(serde_json::Map::new()))
     }
 }

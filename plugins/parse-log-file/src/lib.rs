@@ -17,7 +17,6 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Component, Path};
 
 use serde::{Deserialize, Serialize, Serializer};
-use serde_json::Value;
 use sluice_guest::{Plugin, Task, TaskError};
 
 /// How many error messages [`Report::top_errors`] keeps.
@@ -379,7 +378,7 @@ impl Plugin for ParseLogFile {
         vec!["parse_log_file".to_string()]
     }
 
-    fn handle(task: Task) -> Result<Value, TaskError> {
+    fn handle(task: Task) -> Result<impl Serialize, TaskError> {
         let params: Params = task.params()?;
         let report = match (params.path, params.text) {
             (Some(_), Some(_)) => {
@@ -400,7 +399,7 @@ impl Plugin for ParseLogFile {
                 parse_log_text(&text)
             }
         };
-        serde_json::to_value(&report).map_err(TaskError::fatal)
+        Ok(report)
     }
 }
 
@@ -409,7 +408,8 @@ sluice_guest::export_plugin!(ParseLogFile);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+    use sluice_guest::handle_to_json;
 
     fn report(text: &str) -> Value {
         serde_json::to_value(parse_log_text(text)).unwrap()
@@ -560,22 +560,22 @@ mod tests {
             params: params.into(),
             attempt: 1,
         };
-        let out = ParseLogFile::handle(task(r#"{"text": "FATAL x\nINFO y"}"#)).unwrap();
+        let out = handle_to_json::<ParseLogFile>(task(r#"{"text": "FATAL x\nINFO y"}"#)).unwrap();
         assert_eq!(
-            out,
+            serde_json::from_str::<Value>(&out).unwrap(),
             json!({"lines": 2, "levels": {"FATAL": 1, "INFO": 1}, "top_errors": [["x", 1]]})
         );
-        let err = ParseLogFile::handle(task(r#"{"text": 3}"#)).unwrap_err();
+        let err = handle_to_json::<ParseLogFile>(task(r#"{"text": 3}"#)).unwrap_err();
         assert!(
             matches!(&err, TaskError::Fatal(m) if m.contains("parse_log_file")),
             "{err}"
         );
         assert!(
-            ParseLogFile::handle(task("{}"))
+            handle_to_json::<ParseLogFile>(task("{}"))
                 .unwrap_err()
                 .message()
                 .contains("path")
         );
-        assert!(ParseLogFile::handle(task(r#"{"path": "../etc/passwd"}"#)).is_err());
+        assert!(handle_to_json::<ParseLogFile>(task(r#"{"path": "../etc/passwd"}"#)).is_err());
     }
 }
