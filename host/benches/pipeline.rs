@@ -19,6 +19,11 @@
 //! runs the same plugin opted in to `instance_reuse` ([`REUSE`] tasks per
 //! instance), with its ratios printed apart: the targets are for a fresh
 //! instance per task.
+//! Two more rows run the seed article's bare `{"task_type", "params"}`
+//! tasks (no `id`, no `reply_to`): `wasm-parse-bare` and `seed-python-bare`.
+//! On those the seed's worker writes nothing back while Sluice still
+//! acknowledges each task and stores its result record; the main rows carry
+//! `id` and `reply_to`, so both workers push a result per task.
 //! Sluice runs 256 tasks at once by default (`--concurrency`): enough for
 //! fetches and acknowledgements to travel in batches while both cores stay
 //! busy (64 measured ~25 % fewer tasks/s here; 512 no more than 256).
@@ -106,14 +111,32 @@ fn log_text() -> String {
         .join("\n")
 }
 
-fn message(task_type: &str, id: &str) -> String {
+/// What the enqueued tasks look like.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// `id`, `task_type`, `params` and `reply_to`: each worker also pushes a
+    /// result record onto the reply list (the seed's worker too), so both do
+    /// the same work.
+    WithReply,
+    /// The seed article's bare `{"task_type", "params"}`: the seed's worker
+    /// writes nothing back, Sluice still acknowledges and stores a result
+    /// record under the id it assigns.
+    Bare,
+}
+
+fn message(task_type: &str, id: &str, format: Format) -> String {
     let params = if task_type == "noop" {
         json!({})
     } else {
         json!({"text": log_text()})
     };
-    json!({"id": id, "task_type": task_type, "params": params, "reply_to": "bench_replies"})
-        .to_string()
+    match format {
+        Format::WithReply => {
+            json!({"id": id, "task_type": task_type, "params": params, "reply_to": "bench_replies"})
+        }
+        Format::Bare => json!({"task_type": task_type, "params": params}),
+    }
+    .to_string()
 }
 
 fn now_us() -> u64 {
@@ -208,10 +231,10 @@ fn us_per_task(secs: f64, tasks: usize) -> f64 {
     (secs / tasks as f64 * 1e7).round() / 10.0
 }
 
-fn push_all(conn: &mut redis::Connection, task_type: &str, prefix: &str, n: usize) {
+fn push_all(conn: &mut redis::Connection, task_type: &str, format: Format, n: usize) {
     let mut pipe = redis::pipe();
     for i in 0..n {
-        pipe.rpush("task_queue", message(task_type, &format!("{prefix}{i}")))
+        pipe.rpush("task_queue", message(task_type, &format!("sat{i}"), format))
             .ignore();
         if i % 1000 == 999 || i + 1 == n {
             pipe.query::<()>(conn).unwrap();
@@ -235,7 +258,7 @@ fn paced_producer(url: &str, task_type: &str, rate: u64, secs: u64) -> HashMap<S
             );
         }
         let id = format!("lat{i}");
-        let msg = message(task_type, &id);
+        let msg = message(task_type, &id, Format::WithReply);
         sent.insert(id, now_us());
         let _: i64 = conn.rpush("task_queue", msg).unwrap();
     }
@@ -259,6 +282,10 @@ fn latencies_ms(sent: &HashMap<String, u64>, started: &HashMap<String, u64>) -> 
 
 fn sluice_scenario(name: &str, a: &Args) -> Value {
     let url = a.redis_url.clone().expect("--redis-url");
+    let (base, format) = match name.strip_suffix("-bare") {
+        Some(base) => (base, Format::Bare),
+        None => (name, Format::WithReply),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -269,7 +296,7 @@ fn sluice_scenario(name: &str, a: &Args) -> Value {
     })
     .unwrap();
     let (task_type, plugin) = rt.block_on(async {
-        match name {
+        match base {
             "native-parse" => {
                 let handler: sluice::sandbox::NativeHandler = Arc::new(|t: &TaskInput<'_>| {
                     #[derive(serde::Deserialize)]
@@ -286,7 +313,7 @@ fn sluice_scenario(name: &str, a: &Args) -> Value {
                 )
             }
             _ => {
-                let (file, task_type) = if name == "wasm-noop" {
+                let (file, task_type) = if base == "wasm-noop" {
                     ("noop", "noop")
                 } else {
                     ("parse-log-file", "parse_log_file")
@@ -295,7 +322,7 @@ fn sluice_scenario(name: &str, a: &Args) -> Value {
                 let dir = harness::TempDir::new("bench-plugin");
                 let path = dir.path().join(format!("{file}.wasm"));
                 std::fs::copy(harness::built_plugin(file), &path).unwrap();
-                if name == "wasm-parse-reuse" {
+                if base == "wasm-parse-reuse" {
                     let manifest = format!("instance_reuse = {REUSE}\n");
                     std::fs::write(path.with_extension("toml"), manifest).unwrap();
                 }
@@ -364,7 +391,7 @@ fn sluice_scenario(name: &str, a: &Args) -> Value {
         result_ttl_secs: RESULT_TTL_SECS,
         ..Retention::default()
     };
-    push_all(&mut conn, task_type, "sat", a.tasks);
+    push_all(&mut conn, task_type, format, a.tasks);
     let (cpu0, redis_cpu0) = (process_cpu_secs(), redis_cpu_secs(&mut conn));
     // Resident memory once a tenth of the tasks has started, to compare with the peak.
     let rss_early = Arc::new(Mutex::new(f64::NAN));
@@ -398,8 +425,42 @@ fn sluice_scenario(name: &str, a: &Args) -> Value {
     let worker_cpu_us = us_per_task(process_cpu_secs() - cpu0, a.tasks);
     let redis_cpu_us = us_per_task(redis_cpu_secs(&mut conn) - redis_cpu0, a.tasks);
 
-    // Pickup latency at a fixed offered rate.
+    // Pickup latency at a fixed offered rate (tasks with ids, to match
+    // send and start times; bare tasks only measure throughput).
+    let (p50, p99, n) = if format == Format::Bare {
+        (f64::NAN, f64::NAN, 0)
+    } else {
+        pickup_latency(&rt, &url, &registry, &sandbox, task_type, retention, a)
+    };
+    let redis_mem_after = redis_memory_after_expiry(&mut conn);
+    let rss_early = *rss_early.lock().unwrap();
+    json!({
+        "worker": name, "tasks": a.tasks, "concurrency": a.concurrency, "tasks_per_s": throughput.round(),
+        "worker_cpu_us_per_task": worker_cpu_us, "redis_cpu_us_per_task": redis_cpu_us,
+        "pickup_p50_ms": p50, "pickup_p99_ms": p99, "latency_samples": n, "offered_rate": a.rate,
+        "peak_rss_mib": peak_rss_mib(), "rss_mib_at_10pct": rss_early, "rss_mib_at_end": rss_mib(),
+        "redis_mem_baseline_mib": redis_mem0, "redis_mem_after_expiry_mib": redis_mem_after,
+        "sandbox_us_p50": percentile(&costs, 0.5), "sandbox_us_p99": percentile(&costs, 0.99),
+        "sandbox_parts": sandbox_parts,
+    })
+}
+
+/// Pickup latency (enqueue → handler start) at `a.rate` tasks/s for
+/// `a.latency_secs`: (p50 ms, p99 ms, samples).
+fn pickup_latency(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    registry: &SharedRegistry,
+    sandbox: &Sandbox,
+    task_type: &str,
+    retention: Retention,
+    a: &Args,
+) -> (f64, f64, usize) {
     let started: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let config = WorkerConfig {
+        concurrency: a.concurrency,
+        ..WorkerConfig::default()
+    };
     let (sent, started) = rt.block_on(async {
         let queue = Queue::connect(&url, "task_queue", retention).await.unwrap();
         let probe_started = started.clone();
@@ -407,7 +468,7 @@ fn sluice_scenario(name: &str, a: &Args) -> Value {
             queue,
             registry.clone(),
             sandbox.clone(),
-            config(false),
+            config,
             "bench-latency",
         )
         .on_task_start(Arc::new(move |id: &str| {
@@ -425,7 +486,7 @@ fn sluice_scenario(name: &str, a: &Args) -> Value {
                 .await
         });
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let (url2, tt, rate, secs) = (url.clone(), task_type.to_owned(), a.rate, a.latency_secs);
+        let (url2, tt, rate, secs) = (url.to_owned(), task_type.to_owned(), a.rate, a.latency_secs);
         let sent = tokio::task::spawn_blocking(move || paced_producer(&url2, &tt, rate, secs))
             .await
             .unwrap();
@@ -437,18 +498,7 @@ fn sluice_scenario(name: &str, a: &Args) -> Value {
         let started = started.lock().unwrap().clone();
         (sent, started)
     });
-    let (p50, p99, n) = latencies_ms(&sent, &started);
-    let redis_mem_after = redis_memory_after_expiry(&mut conn);
-    let rss_early = *rss_early.lock().unwrap();
-    json!({
-        "worker": name, "tasks": a.tasks, "concurrency": a.concurrency, "tasks_per_s": throughput.round(),
-        "worker_cpu_us_per_task": worker_cpu_us, "redis_cpu_us_per_task": redis_cpu_us,
-        "pickup_p50_ms": p50, "pickup_p99_ms": p99, "latency_samples": n, "offered_rate": a.rate,
-        "peak_rss_mib": peak_rss_mib(), "rss_mib_at_10pct": rss_early, "rss_mib_at_end": rss_mib(),
-        "redis_mem_baseline_mib": redis_mem0, "redis_mem_after_expiry_mib": redis_mem_after,
-        "sandbox_us_p50": percentile(&costs, 0.5), "sandbox_us_p99": percentile(&costs, 0.99),
-        "sandbox_parts": sandbox_parts,
-    })
+    latencies_ms(&sent, &started)
 }
 
 // ---------------------------------------------------------------- seed worker
@@ -472,7 +522,9 @@ sys.argv = ["seed_worker.py"] + sys.argv[3:]
 seed_worker.main()
 "#;
 
-fn seed_scenario(url: &str, a: &Args) -> Option<Value> {
+/// The seed's worker on N tasks of `format`; pickup latency only for tasks
+/// with ids.
+fn seed_scenario(url: &str, a: &Args, format: Format) -> Option<Value> {
     let seed_dir = harness::workspace().join("../shared/peers");
     if !seed_dir.join("seed_worker.py").is_file() {
         eprintln!("seed worker: skipped ({} not found)", seed_dir.display());
@@ -498,7 +550,7 @@ fn seed_scenario(url: &str, a: &Args) -> Option<Value> {
             .unwrap()
     };
     let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
-    push_all(&mut conn, "parse_log_file", "sat", a.tasks);
+    push_all(&mut conn, "parse_log_file", format, a.tasks);
     let sat_dump = out.path().join("sat.json");
     let redis_cpu0 = redis_cpu_secs(&mut conn);
     let output = run(&sat_dump);
@@ -513,39 +565,31 @@ fn seed_scenario(url: &str, a: &Args) -> Option<Value> {
         .parse()
         .ok()?;
 
-    let lat_dump = out.path().join("lat.json");
-    let handle = {
-        let lat_dump = lat_dump.clone();
-        let (wrapper, seed_dir, url, python) = (
-            wrapper.clone(),
-            seed_dir.clone(),
-            url.to_owned(),
-            python.clone(),
-        );
-        std::thread::spawn(move || {
-            std::process::Command::new(&python)
-                .arg(&wrapper)
-                .arg(&seed_dir)
-                .arg(&lat_dump)
-                .args(["--redis-url", &url, "--queue", "task_queue"])
-                .arg("--burst")
-                .output()
-                .unwrap()
-        })
+    let (p50, p99, n) = match format {
+        Format::Bare => (f64::NAN, f64::NAN, 0),
+        Format::WithReply => {
+            let lat_dump = out.path().join("lat.json");
+            let sent = std::thread::scope(|scope| {
+                let worker = scope.spawn(|| run(&lat_dump));
+                std::thread::sleep(Duration::from_millis(300));
+                let sent = paced_producer(url, "parse_log_file", a.rate, a.latency_secs);
+                worker.join().unwrap();
+                sent
+            });
+            let dump: Value =
+                serde_json::from_str(&std::fs::read_to_string(&lat_dump).ok()?).ok()?;
+            let started: HashMap<String, u64> = dump["started"]
+                .as_object()?
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                .collect();
+            latencies_ms(&sent, &started)
+        }
     };
-    std::thread::sleep(Duration::from_millis(300));
-    let sent = paced_producer(url, "parse_log_file", a.rate, a.latency_secs);
-    handle.join().unwrap();
-    let dump: Value = serde_json::from_str(&std::fs::read_to_string(&lat_dump).ok()?).ok()?;
-    let started: HashMap<String, u64> = dump["started"]
-        .as_object()?
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
-        .collect();
-    let (p50, p99, n) = latencies_ms(&sent, &started);
     let sat: Value = serde_json::from_str(&std::fs::read_to_string(&sat_dump).ok()?).ok()?;
     Some(json!({
-        "worker": "seed-python", "tasks": a.tasks, "concurrency": 1, "tasks_per_s": rate.round(),
+        "worker": match format { Format::WithReply => "seed-python", Format::Bare => "seed-python-bare" },
+        "tasks": a.tasks, "concurrency": 1, "tasks_per_s": rate.round(),
         "worker_cpu_us_per_task": sat["cpu_s"].as_f64().map(|s| us_per_task(s, a.tasks)),
         "redis_cpu_us_per_task": us_per_task(redis_cpu, a.tasks),
         "pickup_p50_ms": p50, "pickup_p99_ms": p99, "latency_samples": n, "offered_rate": a.rate,
@@ -580,6 +624,7 @@ fn main() {
         "wasm-noop",
         "native-parse",
         "wasm-parse-reuse",
+        "wasm-parse-bare",
     ] {
         let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
         let out = std::process::Command::new(std::env::current_exe().unwrap())
@@ -598,9 +643,11 @@ fn main() {
         .unwrap();
         rows.push(row);
     }
-    let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
-    if let Some(row) = seed_scenario(&url, &a) {
-        rows.push(row);
+    for format in [Format::WithReply, Format::Bare] {
+        let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
+        if let Some(row) = seed_scenario(&url, &a, format) {
+            rows.push(row);
+        }
     }
 
     println!(
@@ -634,6 +681,7 @@ fn main() {
         |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (a / b * 100.0).round() / 100.0);
     let sluice_vs_seed = ratio(rate("wasm-parse"), rate("seed-python"));
     let wasm_vs_native = ratio(rate("wasm-parse"), rate("native-parse"));
+    let bare_vs_seed = ratio(rate("wasm-parse-bare"), rate("seed-python-bare"));
     let reuse_vs_seed = ratio(rate("wasm-parse-reuse"), rate("seed-python"));
     let reuse_vs_native = ratio(rate("wasm-parse-reuse"), rate("native-parse"));
     let show = |r: Option<f64>, unit: &str| r.map_or("-".into(), |v| format!("{v}{unit}"));
@@ -643,6 +691,10 @@ fn main() {
         show(wasm_vs_native, "")
     );
     println!(
+        "ratio on the seed article's bare tasks (no id, no reply_to: the seed writes nothing back, Sluice still stores a result record): sluice(wasm-parse-bare)/seed(bare) = {}",
+        show(bare_vs_seed, "x")
+    );
+    println!(
         "ratios, instance_reuse = {REUSE} (opt-in): sluice(wasm-parse-reuse)/seed = {}, wasm/native = {}",
         show(reuse_vs_seed, "x"),
         show(reuse_vs_native, "")
@@ -650,6 +702,7 @@ fn main() {
     println!(
         "{}",
         json!({"bench": "sluice-pipeline", "rows": rows, "sluice_over_seed": sluice_vs_seed, "wasm_over_native": wasm_vs_native,
+               "bare_sluice_over_seed": bare_vs_seed,
                "instance_reuse": REUSE, "reuse_over_seed": reuse_vs_seed, "reuse_over_native": reuse_vs_native})
     );
 }
