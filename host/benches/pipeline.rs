@@ -462,7 +462,7 @@ fn pickup_latency(
         ..WorkerConfig::default()
     };
     let (sent, started) = rt.block_on(async {
-        let queue = Queue::connect(&url, "task_queue", retention).await.unwrap();
+        let queue = Queue::connect(url, "task_queue", retention).await.unwrap();
         let probe_started = started.clone();
         let worker = Worker::new(
             queue,
