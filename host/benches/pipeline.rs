@@ -374,11 +374,6 @@ fn sluice_scenario(name: &str, a: &Args) -> Value {
     costs.sort_by(|a, b| a.partial_cmp(b).unwrap());
 
     let registry = SharedRegistry::new(Registry::from_plugins(vec![plugin]).unwrap());
-    let config = |burst| WorkerConfig {
-        concurrency: a.concurrency,
-        burst,
-        ..WorkerConfig::default()
-    };
     let mut conn = redis::Client::open(url.as_str())
         .unwrap()
         .get_connection()
@@ -408,7 +403,11 @@ fn sluice_scenario(name: &str, a: &Args) -> Value {
             queue,
             registry.clone(),
             sandbox.clone(),
-            config(true),
+            WorkerConfig {
+                concurrency: a.concurrency,
+                burst: true,
+                ..WorkerConfig::default()
+            },
             "bench",
         )
         .on_task_start(Arc::new(move |_: &str| {
