@@ -14,16 +14,17 @@
 //! records (TTL [`RESULT_TTL_SECS`]) expired (MiB), and the per-task sandbox
 //! cost (sequential, µs: the whole fresh sandbox, and instantiate + call
 //! alone; the JSON line splits it into setup, instantiate, call, teardown);
-//! then the ratios
-//! Sluice/seed and wasm/native. A fourth Sluice row, `wasm-parse-reuse`,
-//! runs the same plugin opted in to `instance_reuse` ([`REUSE`] tasks per
-//! instance), with its ratios printed apart: the targets are for a fresh
-//! instance per task.
-//! Two more rows run the seed article's bare `{"task_type", "params"}`
-//! tasks (no `id`, no `reply_to`): `wasm-parse-bare` and `seed-python-bare`.
-//! On those the seed's worker writes nothing back while Sluice still
-//! acknowledges each task and stores its result record; the main rows carry
-//! `id` and `reply_to`, so both workers push a result per task.
+//! then the ratios Sluice/seed and wasm/native. A fourth Sluice row,
+//! `wasm-parse-reuse`, runs the same plugin opted in to `instance_reuse`
+//! ([`REUSE`] tasks per instance), with its ratios printed apart: the
+//! targets are for a fresh instance per task.
+//!
+//! The main rows' tasks carry `id` and `reply_to`, so both Sluice and the
+//! seed's worker push a result per task. Two more rows, `wasm-parse-bare`
+//! and `seed-python-bare`, run the seed article's bare
+//! `{"task_type", "params"}` tasks (see [`Format`]), with a Sluice/seed
+//! ratio of their own.
+//!
 //! Sluice runs 256 tasks at once by default (`--concurrency`): enough for
 //! fetches and acknowledgements to travel in batches while both cores stay
 //! busy (64 measured ~25 % fewer tasks/s here; 512 no more than 256).
