@@ -192,20 +192,25 @@ pub fn sluice() -> Command {
     cmd
 }
 
-/// `sluice worker --burst` against `redis`, with `plugins`; waits for it to exit.
-pub fn run_burst(redis: &RedisServer, plugins: &Plugins, extra: &[&str]) -> Output {
+/// `sluice worker` against `redis` (queue `task_queue`) with `plugins`, not started.
+pub fn worker_command(redis: &RedisServer, plugins: &Plugins) -> Command {
     let mut cmd = sluice();
     cmd.args([
         "worker",
-        "--burst",
         "--redis-url",
         &redis.url(),
         "--queue",
         "task_queue",
         "--plugins",
     ])
-    .arg(plugins.path())
-    .args(extra);
+    .arg(plugins.path());
+    cmd
+}
+
+/// `sluice worker --burst` against `redis`, with `plugins`; waits for it to exit.
+pub fn run_burst(redis: &RedisServer, plugins: &Plugins, extra: &[&str]) -> Output {
+    let mut cmd = worker_command(redis, plugins);
+    cmd.arg("--burst").args(extra);
     wait_output(cmd, Duration::from_secs(120))
 }
 
@@ -256,19 +261,8 @@ impl WorkerProcess {
         let logdir = TempDir::new("log");
         let log = logdir.path().join("worker.log");
         let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = sluice();
-        cmd.args([
-            "worker",
-            "--redis-url",
-            &redis.url(),
-            "--queue",
-            "task_queue",
-            "--plugins",
-        ])
-        .arg(plugins.path())
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(file);
+        let mut cmd = worker_command(redis, plugins);
+        cmd.args(extra).stdout(Stdio::null()).stderr(file);
         WorkerProcess {
             child: cmd.spawn().unwrap(),
             log,

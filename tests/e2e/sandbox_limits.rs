@@ -105,17 +105,10 @@ fn environment_variables_are_visible_only_when_granted() {
             json!({"id": "path", "task_type": "env", "params": {"name": "PATH"}}),
         ],
     );
-    let mut cmd = sluice();
-    cmd.args([
-        "worker",
-        "--burst",
-        "--redis-url",
-        &redis.url(),
-        "--plugins",
-    ])
-    .arg(plugins.path())
-    .env("SLUICE_TEST_SHARED", "shared")
-    .env("SLUICE_TEST_SECRET", "secret");
+    let mut cmd = worker_command(&redis, &plugins);
+    cmd.arg("--burst")
+        .env("SLUICE_TEST_SHARED", "shared")
+        .env("SLUICE_TEST_SECRET", "secret");
     assert_ok(&wait_output(cmd, std::time::Duration::from_secs(60)));
     let value = |id: &str| result(&redis, id).unwrap()["result"]["value"].clone();
     assert_eq!(value("fixed"), "yes");

@@ -6,15 +6,8 @@ use crate::harness::*;
 
 fn start_fails(plugins: &Plugins) -> String {
     let redis = RedisServer::start();
-    let mut cmd = sluice();
-    cmd.args([
-        "worker",
-        "--burst",
-        "--redis-url",
-        &redis.url(),
-        "--plugins",
-    ])
-    .arg(plugins.path());
+    let mut cmd = worker_command(&redis, plugins);
+    cmd.arg("--burst");
     let out = wait_output(cmd, Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
