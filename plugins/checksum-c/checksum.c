@@ -206,31 +206,34 @@ static member_kind get_string_member(const char *json, size_t len, const char *k
 
 // ---------------------------------------------------------------- plugin
 
-static void set_string(plugin_string_t *s, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
+// Formats into a malloc'd plugin string; a returned one is freed by the
+// export's post-return function, a logged one by `host_log`.
+static void vset_string(plugin_string_t *s, const char *fmt, va_list ap) {
+  va_list again;
+  va_copy(again, ap);
   int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
   char *buf = malloc((size_t)n + 1);
-  va_start(ap, fmt);
-  vsnprintf(buf, (size_t)n + 1, fmt, ap);
-  va_end(ap);
+  vsnprintf(buf, (size_t)n + 1, fmt, again);
+  va_end(again);
   s->ptr = (uint8_t *)buf;
   s->len = (size_t)n;
 }
 
-static void host_log(sluice_plugin_host_level_t level, const char *fmt, ...) {
+static void set_string(plugin_string_t *s, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
+  vset_string(s, fmt, ap);
   va_end(ap);
-  char *buf = malloc((size_t)n + 1);
+}
+
+static void host_log(sluice_plugin_host_level_t level, const char *fmt, ...) {
+  plugin_string_t msg;
+  va_list ap;
   va_start(ap, fmt);
-  vsnprintf(buf, (size_t)n + 1, fmt, ap);
+  vset_string(&msg, fmt, ap);
   va_end(ap);
-  plugin_string_t msg = {(uint8_t *)buf, (size_t)n};
   sluice_plugin_host_log(level, &msg);
-  free(buf);
+  free(msg.ptr);
 }
 
 #define FAIL(kind, ...)                                                         \
