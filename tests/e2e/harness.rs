@@ -214,28 +214,27 @@ pub fn run_burst(redis: &RedisServer, plugins: &Plugins, extra: &[&str]) -> Outp
     wait_output(cmd, Duration::from_secs(120))
 }
 
-/// Runs `cmd` to completion, killing it after `limit`.
+/// Runs `cmd` to completion, killing it after `limit`. Its output is read
+/// while it runs (on a thread of its own), so a chatty command cannot block
+/// on a full pipe.
 pub fn wait_output(mut cmd: Command, limit: Duration) -> Output {
-    let mut child = cmd
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + limit;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "command did not finish within {limit:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let pid = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
+    if let Ok(out) = rx.recv_timeout(limit) {
+        return out;
     }
+    let _ = Command::new("kill").args(["-KILL", &pid]).status();
+    let out = rx.recv().unwrap();
+    panic!(
+        "command did not finish within {limit:?}; stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Asserts a command succeeded, showing its stderr otherwise.

@@ -256,3 +256,28 @@ fn plugin_log_lines_and_output_reach_the_host_log_with_the_task_id() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn the_burst_summary_counts_every_task_it_acknowledged() {
+    // The summary is read once the run has drained: it must not miss the
+    // last tasks, whose counts land after their slots are given back.
+    let redis = RedisServer::start();
+    let plugins = Plugins::new(&[("misbehave", "")]);
+    let ok = 1_500;
+    let messages: Vec<_> = (0..ok)
+        .map(|n| json!({"task_type": "echo", "params": {"n": n}}))
+        .chain([json!({"task_type": "fail_fatal", "params": {}})])
+        .collect();
+    push(&redis, &messages);
+    let stderr = assert_ok(&run_burst(&redis, &plugins, &["--concurrency", "64"]));
+    let stopped = stderr
+        .lines()
+        .find(|l| l.contains("worker stopped"))
+        .unwrap_or_else(|| panic!("no 'worker stopped' line; log:\n{stderr}"));
+    assert!(
+        stopped.contains(&format!("succeeded: {ok}, failed: 1,")),
+        "{stopped}"
+    );
+    assert_eq!(stat(&redis, "succeeded"), ok);
+    assert_eq!(stat(&redis, "processed"), ok + 1);
+}

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
+use tokio_util::task::TaskTracker;
 
 pub use lease::{Lease, LeaseHolder};
 pub use process::Outcome;
@@ -119,6 +120,10 @@ pub struct Worker {
     leases: Arc<LeaseHolder>,
     /// The acknowledgement task, spawned when the worker runs.
     acker_task: std::sync::Mutex<Option<acks::AckerTask>>,
+    /// The tasks spawned for fetched messages. A task ends once its outcome
+    /// is acknowledged and counted, so waiting for all of them is what makes
+    /// the run's [`Summary`] complete.
+    tasks: TaskTracker,
 }
 
 impl Worker {
@@ -145,6 +150,7 @@ impl Worker {
             }),
             leases: Arc::new(LeaseHolder::new(base_id)),
             acker_task: std::sync::Mutex::new(Some(acker_task)),
+            tasks: TaskTracker::new(),
         }
     }
 
@@ -223,14 +229,14 @@ impl Worker {
         }
 
         // Drain: wait for in-flight tasks, up to the grace period.
-        let drained = tokio::time::timeout(config.grace, self.all_done(&slots)).await;
+        let drained = tokio::time::timeout(config.grace, self.all_done()).await;
         if drained.is_err() {
             tracing::warn!(
                 grace_ms = config.grace.as_millis() as u64,
                 "grace period over; interrupting the remaining tasks"
             );
             self.leases.current().cancel.cancel();
-            self.all_done(&slots).await;
+            self.all_done().await;
         }
         heartbeat.abort();
         maintenance.abort();
@@ -250,16 +256,12 @@ impl Worker {
         Ok(summary)
     }
 
-    /// Waits until no task runs or awaits its acknowledgement.
-    async fn all_done(&self, slots: &Semaphore) {
-        let all = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        let config = &self.shared.config;
-        let _running = slots.acquire_many(all(config.concurrency)).await;
-        let _unacked = self
-            .shared
-            .unacked
-            .acquire_many(all(unacked_capacity(config)))
-            .await;
+    /// Waits until every spawned task has ended: run, acknowledged and
+    /// counted. (The slots alone do not tell: a task gives its permits back
+    /// just before it counts its outcome.)
+    async fn all_done(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     /// Whether no task runs or awaits its acknowledgement.
@@ -419,7 +421,7 @@ impl Worker {
         done: Arc<Notify>,
     ) {
         let shared = self.shared.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let outcome = process::process(&shared, &lease, raw, permit).await;
             shared.counters.count(outcome);
             done.notify_one();
