@@ -223,18 +223,27 @@ pub fn wait_output(mut cmd: Command, limit: Duration) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id().to_string();
+    let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
     if let Ok(out) = rx.recv_timeout(limit) {
         return out;
     }
-    let _ = Command::new("kill").args(["-KILL", &pid]).status();
+    send_signal(pid, "KILL");
     let out = rx.recv().unwrap();
     panic!(
         "command did not finish within {limit:?}; stderr:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Sends signal `sig` ("TERM", "KILL", …) to process `pid` with kill(1);
+/// whether it was delivered.
+fn send_signal(pid: u32, sig: &str) -> bool {
+    Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Asserts a command succeeded, showing its stderr otherwise.
@@ -274,11 +283,7 @@ impl WorkerProcess {
     }
 
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{sig}"), &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        assert!(send_signal(self.child.id(), sig), "kill -{sig} failed");
     }
 
     pub fn log(&self) -> String {
