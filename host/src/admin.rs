@@ -25,8 +25,14 @@ pub struct QueueStats {
     pub dead: u64,
     /// Workers holding an unexpired lease.
     pub workers: u64,
+    /// Replies acknowledged but not yet pushed onto their `reply_to`: the
+    /// transactional outbox, `{Q}:outbox` plus the workers'
+    /// `{Q}:outbox:inflight:<worker>` lists (see [`crate::queue::outbox`]).
+    pub outbox: u64,
     /// Lifetime counters from `{Q}:stats`: processed, succeeded, failed,
-    /// retried, dead, recovered, poisoned.
+    /// retried, dead, recovered, poisoned, replies_recovered (replies of dead
+    /// workers returned to the outbox), replies_refused (replies a `reply_to`
+    /// that is not a list refused).
     pub counters: std::collections::BTreeMap<String, u64>,
 }
 
@@ -51,6 +57,8 @@ pub async fn stats(queue: &Queue) -> QueueResult<QueueStats> {
     let time: (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
     let now_ms = time.0 * 1000 + time.1 / 1000;
     let mut in_flight = 0;
+    let workers: Vec<String> = leases.keys().cloned().collect();
+    let (unclaimed, delivering) = queue.outbox_len(&workers).await?;
     if !leases.is_empty() {
         let mut pipe = redis::pipe();
         for worker in leases.keys() {
@@ -66,6 +74,7 @@ pub async fn stats(queue: &Queue) -> QueueResult<QueueStats> {
         delayed,
         dead,
         workers: leases.values().filter(|&&expiry| expiry >= now_ms).count() as u64,
+        outbox: unclaimed + delivering,
         counters: counters.into_iter().collect(),
     })
 }

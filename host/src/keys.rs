@@ -16,7 +16,9 @@
 //! | `{Q}:dead` | hash | task id → dead letter (JSON) |
 //! | `{Q}:dead:index` | sorted set | task id → time it was dead-lettered (ms), for listing and trimming |
 //! | `{Q}:result:<id>` | string | the task's result record (JSON), with a TTL |
-//! | `{Q}:stats` | hash | counters: processed, succeeded, failed, retried, dead, recovered |
+//! | `{Q}:stats` | hash | counters: processed, succeeded, failed, retried, dead, recovered, … |
+//! | `{Q}:outbox` | list | replies (`reply_to` + record) no live worker is delivering: left by dead or stopped workers |
+//! | `{Q}:outbox:inflight:<worker>` | list | replies a worker acknowledged (or claimed from the outbox) and is pushing to `reply_to` |
 
 /// The keys of one queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +37,9 @@ pub struct QueueKeys {
     pub dead_index: String,
     /// Counters.
     pub stats: String,
+    /// Replies awaiting a mover: the transactional outbox (see
+    /// [`crate::queue::outbox`]).
+    pub outbox: String,
     prefix: String,
 }
 
@@ -50,6 +55,7 @@ impl QueueKeys {
             dead: format!("{prefix}:dead"),
             dead_index: format!("{prefix}:dead:index"),
             stats: format!("{prefix}:stats"),
+            outbox: format!("{prefix}:outbox"),
             prefix,
         }
     }
@@ -57,6 +63,12 @@ impl QueueKeys {
     /// The in-flight list of worker `worker_id`.
     pub fn inflight(&self, worker_id: &str) -> String {
         format!("{}:inflight:{worker_id}", self.prefix)
+    }
+
+    /// The replies worker `worker_id` is delivering: acknowledged with a
+    /// `reply_to`, or claimed from [`QueueKeys::outbox`].
+    pub fn outbox_inflight(&self, worker_id: &str) -> String {
+        format!("{}:outbox:inflight:{worker_id}", self.prefix)
     }
 
     /// The result record key of task `id`.
@@ -76,5 +88,7 @@ mod tests {
         assert_eq!(k.inflight("w1"), "{task_queue}:inflight:w1");
         assert_eq!(k.result("42"), "{task_queue}:result:42");
         assert_eq!(k.dead_index, "{task_queue}:dead:index");
+        assert_eq!(k.outbox, "{task_queue}:outbox");
+        assert_eq!(k.outbox_inflight("w1"), "{task_queue}:outbox:inflight:w1");
     }
 }

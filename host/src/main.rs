@@ -334,6 +334,10 @@ async fn stats(args: QueueArgs, json: bool) -> anyhow::Result<()> {
     println!("delayed    {}  (retries and delayed tasks)", stats.delayed);
     println!("dead       {}", stats.dead);
     println!("workers    {}", stats.workers);
+    println!(
+        "outbox     {}  (replies not yet pushed onto reply_to)",
+        stats.outbox
+    );
     println!("processed  {}", counter("processed"));
     println!("succeeded  {}", counter("succeeded"));
     println!("failed     {}", counter("failed"));

@@ -134,6 +134,7 @@ fn a_late_acknowledgement_after_the_lease_expired_is_rejected() {
             record: "{}",
             status: "succeeded",
             dead_letter: None,
+            reply_to: None,
         };
         assert!(
             !queue.finish("w1", &finish).await.unwrap(),

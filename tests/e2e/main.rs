@@ -9,6 +9,7 @@ mod delivery;
 mod hot_reload;
 mod main_job;
 mod polyglot;
+mod replies;
 mod retries;
 mod sandbox_limits;
 mod soak;

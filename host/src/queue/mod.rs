@@ -13,8 +13,13 @@
 //!   holds its lease and the message is still in its list;
 //! - any worker's reaper ([`Queue::reap`]) puts the in-flight messages of a
 //!   worker whose lease expired back at the head of the pending list.
+//!
+//! Replies to `reply_to` go through a transactional [`outbox`]: recorded by
+//! the acknowledgement, delivered by [`Queue::deliver`] afterwards,
+//! recovered by the reaper.
 
 mod eval;
+pub mod outbox;
 
 use std::time::Duration;
 
@@ -108,6 +113,21 @@ pub struct Finish<'a> {
     pub status: &'a str,
     /// The dead letter (JSON) to keep, when the task failed for good.
     pub dead_letter: Option<&'a str>,
+    /// The list to push the record onto (the message's `reply_to`): the
+    /// acknowledgement appends the reply to the worker's outbox list, and
+    /// [`Queue::deliver`] pushes it (see [`outbox`]).
+    pub reply_to: Option<&'a str>,
+}
+
+/// What one [`Queue::reap_counts`] pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// In-flight messages of dead workers put back at the head of the queue.
+    pub recovered: u64,
+    /// Messages dead-lettered as poison (in flight on too many dead workers).
+    pub poisoned: u64,
+    /// Undelivered replies of dead workers returned to `{Q}:outbox`.
+    pub replies: u64,
 }
 
 /// One queue on one Redis server (or Cluster slot).
@@ -265,7 +285,9 @@ impl Queue {
 
     /// Acknowledges several messages of `worker_id` in one round trip (one
     /// Lua script). Returns, per message, whether it was acknowledged
-    /// (false: fenced off).
+    /// (false: fenced off). The replies of acknowledged messages that name a
+    /// `reply_to` are then in `{Q}:outbox:inflight:<worker_id>`, as
+    /// [`outbox::encode`]d entries, for [`Queue::deliver`].
     ///
     /// # Errors
     /// On Redis errors.
@@ -277,16 +299,22 @@ impl Queue {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        // Per message: its result key, five values, and ~64 bytes of key
+        // Per message: its result key, six values, and ~64 bytes of key
         // prefix, status and the like besides the message and the record.
         let bytes = batch
             .iter()
-            .map(|f| f.message.len() + f.record.len() + f.dead_letter.map_or(0, str::len) + 64)
+            .map(|f| {
+                f.message.len()
+                    + f.record.len()
+                    + f.dead_letter.map_or(0, str::len)
+                    + f.reply_to.map_or(0, str::len)
+                    + 64
+            })
             .sum::<usize>();
         let mut call = Eval::with_capacity(
             &self.scripts.finish,
-            6 + batch.len(),
-            9 + 6 * batch.len(),
+            7 + batch.len(),
+            10 + 7 * batch.len(),
             256 + bytes,
         );
         call.arg(&self.keys.workers)
@@ -294,7 +322,8 @@ impl Queue {
             .arg(&self.keys.stats)
             .arg(&self.keys.dead)
             .arg(&self.keys.dead_index)
-            .arg(&self.keys.crashes);
+            .arg(&self.keys.crashes)
+            .arg(self.keys.outbox_inflight(worker_id));
         for f in batch {
             call.arg(self.keys.result(f.id));
         }
@@ -306,7 +335,8 @@ impl Queue {
                 .arg(f.record)
                 .arg(f.status)
                 .arg(if f.dead_letter.is_some() { f.id } else { "" })
-                .arg(f.dead_letter.unwrap_or(""));
+                .arg(f.dead_letter.unwrap_or(""))
+                .arg(f.reply_to.unwrap_or(""));
         }
         let acked: Vec<i64> = call.invoke(&mut self.conn.clone()).await?;
         Ok(acked.into_iter().map(|a| a == 1).collect())
@@ -365,7 +395,8 @@ impl Queue {
     }
 
     /// Recovers the in-flight messages of workers whose lease expired, and
-    /// trims old dead letters. Returns (recovered, dead-lettered as poison).
+    /// trims old dead letters. Returns (recovered, dead-lettered as poison);
+    /// see [`Queue::reap_counts`].
     ///
     /// # Errors
     /// On Redis errors.
@@ -375,7 +406,26 @@ impl Queue {
         max_crashes: u32,
         tombstone: Duration,
     ) -> QueueResult<(u64, u64)> {
-        Ok(Eval::new(&self.scripts.reap, 7)
+        let reaped = self.reap_counts(reaper_id, max_crashes, tombstone).await?;
+        Ok((reaped.recovered, reaped.poisoned))
+    }
+
+    /// Recovers the in-flight messages of workers whose lease expired (a
+    /// message in flight on `max_crashes` dead workers is dead-lettered as
+    /// poison, with a failed result record that goes to `{Q}:outbox` when it
+    /// names a `reply_to`), returns their undelivered replies to
+    /// `{Q}:outbox`, forgets leases expired for longer than `tombstone`, and
+    /// trims old dead letters.
+    ///
+    /// # Errors
+    /// On Redis errors.
+    pub async fn reap_counts(
+        &self,
+        reaper_id: &str,
+        max_crashes: u32,
+        tombstone: Duration,
+    ) -> QueueResult<Reaped> {
+        let (recovered, poisoned, replies) = Eval::new(&self.scripts.reap, 10)
             .arg(&self.keys.workers)
             .arg(&self.keys.pending)
             .arg(&self.keys.crashes)
@@ -383,58 +433,146 @@ impl Queue {
             .arg(&self.keys.dead_index)
             .arg(&self.keys.stats)
             .arg(self.keys.inflight(""))
+            .arg(&self.keys.outbox)
+            .arg(self.keys.outbox_inflight(""))
+            .arg(self.keys.result(""))
             .arg(max_crashes)
             .arg(tombstone.as_millis() as u64)
             .arg(self.retention.dead_ttl_ms)
             .arg(reaper_id)
+            .arg(self.retention.result_ttl_secs)
             .invoke(&mut self.conn.clone())
-            .await?)
+            .await?;
+        Ok(Reaped {
+            recovered,
+            poisoned,
+            replies,
+        })
     }
 
     /// Puts the worker's remaining in-flight messages back at the head of the
-    /// pending list and drops its lease (graceful shutdown). Returns how many
-    /// messages went back.
+    /// pending list, hands its undelivered replies to `{Q}:outbox`, and drops
+    /// its lease (graceful shutdown). Returns how many messages went back.
     ///
     /// # Errors
     /// On Redis errors.
     pub async fn release(&self, worker_id: &str) -> QueueResult<u64> {
-        Ok(Eval::new(&self.scripts.release, 3)
+        Ok(Eval::new(&self.scripts.release, 5)
             .arg(&self.keys.workers)
             .arg(self.keys.inflight(worker_id))
             .arg(&self.keys.pending)
+            .arg(self.keys.outbox_inflight(worker_id))
+            .arg(&self.keys.outbox)
             .arg(worker_id)
             .invoke(&mut self.conn.clone())
             .await?)
     }
 
-    /// Pushes result records onto their `reply_to` lists in one pipeline:
-    /// `(reply_to, record)` pairs.
+    /// Moves up to `max` replies from `{Q}:outbox` (left there by dead or
+    /// stopped workers) into `{Q}:outbox:inflight:<worker_id>`, atomically,
+    /// if the worker holds its lease, and returns them for
+    /// [`Queue::deliver`]. `None` means the lease was lost.
     ///
     /// # Errors
     /// On Redis errors.
-    pub async fn reply_many(&self, replies: &[(&str, &str)]) -> QueueResult<()> {
-        if replies.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        for (reply_to, record) in replies {
-            pipe.rpush(*reply_to, *record).ignore();
-        }
-        pipe.query_async::<()>(&mut self.conn.clone()).await?;
-        Ok(())
+    pub async fn claim_outbox(
+        &self,
+        worker_id: &str,
+        max: usize,
+    ) -> QueueResult<Option<Vec<Vec<u8>>>> {
+        // The same move as a fetch: pop a batch from one list, append it to
+        // the worker's own, fenced by its lease.
+        Ok(Eval::new(&self.scripts.fetch, 3)
+            .arg(&self.keys.outbox)
+            .arg(self.keys.outbox_inflight(worker_id))
+            .arg(&self.keys.workers)
+            .arg(worker_id)
+            .arg(max)
+            .invoke(&mut self.conn.clone())
+            .await?)
     }
 
-    /// Pushes a result record onto the task's `reply_to` list. Separate from
-    /// the acknowledgement because `reply_to` may live in another Cluster slot.
+    /// Delivers outbox entries that sit in `{Q}:outbox:inflight:<worker_id>`
+    /// ([`outbox::encode`]d): per entry, `RPUSH reply_to record`, then
+    /// `LREM` of the entry, all in one pipeline (not a script: `reply_to`
+    /// may live in another Cluster slot). Returns what became of each entry.
+    /// Should the worker die before the `LREM`s ran, the reaper returns the
+    /// entries to `{Q}:outbox` and another worker delivers them again: at
+    /// least once.
+    ///
+    /// # Errors
+    /// On connection errors (the pipeline may or may not have run; the
+    /// entries are still in the worker's list if their `LREM` did not run).
+    pub async fn deliver(
+        &self,
+        worker_id: &str,
+        entries: &[&[u8]],
+    ) -> QueueResult<Vec<outbox::Delivery>> {
+        use outbox::Delivery;
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = self.keys.outbox_inflight(worker_id);
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        let mut pushed = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let decoded = outbox::decode(entry);
+            if let Ok(e) = decoded {
+                pipe.rpush(e.reply_to, e.record);
+            }
+            pushed.push(decoded.is_ok());
+            pipe.lrem(&list, 1, *entry);
+        }
+        let replies: Vec<redis::RedisResult<redis::Value>> =
+            pipe.query_async(&mut self.conn.clone()).await?;
+        let mut replies = replies.into_iter();
+        let mut out = Vec::with_capacity(entries.len());
+        for ok in pushed {
+            let delivery = if ok {
+                match replies.next() {
+                    Some(Ok(_)) => Delivery::Delivered,
+                    Some(Err(e)) => Delivery::Refused(e.to_string()),
+                    None => Delivery::Refused("no reply from redis".into()),
+                }
+            } else {
+                Delivery::Malformed
+            };
+            // The LREM's reply.
+            replies.next();
+            out.push(delivery);
+        }
+        let refused = out
+            .iter()
+            .filter(|d| matches!(d, Delivery::Refused(_)))
+            .count();
+        if refused > 0 {
+            // Best effort: an error here must not make the caller deliver again.
+            let counted: redis::RedisResult<i64> = redis::cmd("HINCRBY")
+                .arg(&self.keys.stats)
+                .arg("replies_refused")
+                .arg(refused)
+                .query_async(&mut self.conn.clone())
+                .await;
+            if let Err(e) = counted {
+                tracing::debug!(error = %e, "cannot count refused replies");
+            }
+        }
+        Ok(out)
+    }
+
+    /// Lengths of the outbox: (`{Q}:outbox`, the sum of the
+    /// `{Q}:outbox:inflight:<worker>` lists of the given workers).
     ///
     /// # Errors
     /// On Redis errors.
-    pub async fn reply(&self, reply_to: &str, record: &str) -> QueueResult<()> {
-        let _: i64 = redis::cmd("RPUSH")
-            .arg(reply_to)
-            .arg(record)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(())
+    pub async fn outbox_len(&self, workers: &[String]) -> QueueResult<(u64, u64)> {
+        let mut pipe = redis::pipe();
+        pipe.llen(&self.keys.outbox);
+        for worker in workers {
+            pipe.llen(self.keys.outbox_inflight(worker));
+        }
+        let lens: Vec<u64> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok((lens[0], lens[1..].iter().sum()))
     }
 }

@@ -1,6 +1,8 @@
 //! Batched acknowledgement: tasks that finish at about the same time are
-//! acknowledged in one Lua call and their replies pushed in one pipeline,
-//! so a busy worker pays one Redis round trip per batch instead of two per
+//! acknowledged in one Lua call, which also records their replies in the
+//! worker's outbox list (see [`crate::queue::outbox`]), and their replies are
+//! then pushed onto `reply_to` (and crossed off the outbox) in one pipeline,
+//! so a busy worker pays two Redis round trips per batch instead of two per
 //! task. A lone task is acknowledged at once (no timer, no added latency).
 //! Up to [`MAX_CALLS_IN_FLIGHT`] batches are in flight at once (pipelined
 //! on the multiplexed connection); each message is acknowledged by its own
@@ -12,7 +14,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::queue::{Finish, Queue, QueueError, QueueResult};
+use super::replies;
+use crate::queue::{Finish, Queue, QueueError, QueueResult, outbox};
 
 /// Most acknowledgements sent in one call.
 const MAX_BATCH: usize = 128;
@@ -42,6 +45,26 @@ pub struct AckRequest {
     pub reply_to: Option<String>,
 }
 
+/// How a [`run`] delivers replies.
+#[derive(Debug, Clone, Copy)]
+struct Delivering {
+    /// How long to retry a delivery while Redis is unreachable (see
+    /// [`replies::deliver`]).
+    patience: Duration,
+    /// Test hook: abort the process right after an acknowledgement call
+    /// returned, before its replies are pushed (see [`crash_after_ack`]).
+    crash_after_ack: bool,
+}
+
+/// Test hook, debug builds only: with `SLUICE_TEST_CRASH_AFTER_ACK=1` the
+/// worker aborts (like a `kill -9`) right after its first acknowledgement
+/// call returns, before the replies are delivered — the window the outbox
+/// makes safe. Release builds never read the variable.
+fn crash_after_ack() -> bool {
+    cfg!(debug_assertions)
+        && std::env::var_os("SLUICE_TEST_CRASH_AFTER_ACK").is_some_and(|v| v == "1")
+}
+
 /// Handle to the acknowledgement task.
 #[derive(Debug, Clone)]
 pub struct Acker {
@@ -52,10 +75,17 @@ pub struct Acker {
 pub type AckerTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 impl Acker {
-    /// A handle and the task that serves it for `queue`.
-    pub fn new(queue: Queue) -> (Acker, AckerTask) {
+    /// A handle and the task that serves it for `queue`. A delivery of
+    /// replies is retried while Redis is unreachable for up to `patience`
+    /// (the lease: past it the lease is replaced and the reaper hands the
+    /// replies to another mover).
+    pub fn new(queue: Queue, patience: Duration) -> (Acker, AckerTask) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Acker { tx }, Box::pin(run(queue, rx)))
+        let delivering = Delivering {
+            patience,
+            crash_after_ack: crash_after_ack(),
+        };
+        (Acker { tx }, Box::pin(run(queue, rx, delivering)))
     }
 
     /// Acknowledges one message; true when acknowledged, false when fenced off.
@@ -76,7 +106,7 @@ impl Acker {
 
 type Pending = (Arc<AckRequest>, oneshot::Sender<QueueResult<bool>>);
 
-async fn run(queue: Queue, mut rx: mpsc::UnboundedReceiver<Pending>) {
+async fn run(queue: Queue, mut rx: mpsc::UnboundedReceiver<Pending>, delivering: Delivering) {
     let calls = Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         // Wait for a free call first: while all calls are in flight,
@@ -98,14 +128,14 @@ async fn run(queue: Queue, mut rx: mpsc::UnboundedReceiver<Pending>) {
                 let (same, rest): (Vec<Pending>, Vec<Pending>) =
                     batch.drain(..).partition(|(r, _)| r.worker_id == worker_id);
                 batch = rest;
-                acknowledge(&queue, &worker_id, same).await;
+                acknowledge(&queue, &worker_id, same, delivering).await;
             }
             drop(call);
         });
     }
 }
 
-async fn acknowledge(queue: &Queue, worker_id: &str, group: Vec<Pending>) {
+async fn acknowledge(queue: &Queue, worker_id: &str, group: Vec<Pending>, delivering: Delivering) {
     let finishes: Vec<Finish<'_>> = group
         .iter()
         .map(|(r, _)| Finish {
@@ -114,18 +144,27 @@ async fn acknowledge(queue: &Queue, worker_id: &str, group: Vec<Pending>) {
             record: &r.record,
             status: r.status,
             dead_letter: r.dead_letter.as_deref(),
+            reply_to: r.reply_to.as_deref(),
         })
         .collect();
     match queue.finish_batch(worker_id, &finishes).await {
         Ok(acked) => {
-            let replies: Vec<(&str, &str)> = group
+            if delivering.crash_after_ack {
+                tracing::error!(
+                    "SLUICE_TEST_CRASH_AFTER_ACK: aborting between acknowledgement and reply delivery"
+                );
+                std::process::abort();
+            }
+            // The same bytes finish.lua appended to the outbox list.
+            let entries: Vec<Vec<u8>> = group
                 .iter()
                 .zip(&acked)
                 .filter(|(_, acked)| **acked)
-                .filter_map(|((r, _), _)| Some((r.reply_to.as_deref()?, r.record.as_str())))
+                .filter_map(|((r, _), _)| Some(outbox::encode(r.reply_to.as_deref()?, &r.record)))
                 .collect();
-            push_replies(queue, &replies).await;
             drop(finishes);
+            let entries: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+            replies::deliver(queue, worker_id, &entries, delivering.patience).await;
             for ((_, done), acked) in group.into_iter().zip(acked) {
                 let _ = done.send(Ok(acked));
             }
@@ -135,26 +174,6 @@ async fn acknowledge(queue: &Queue, worker_id: &str, group: Vec<Pending>) {
             drop(finishes);
             for (_, done) in group {
                 let _ = done.send(Err(QueueError::Batch(message.clone())));
-            }
-        }
-    }
-}
-
-/// Pushes replies of acknowledged tasks, retrying with backoff while Redis is
-/// unreachable (the tasks are done; only the notification is outstanding).
-async fn push_replies(queue: &Queue, replies: &[(&str, &str)]) {
-    let mut delay = Duration::from_millis(50);
-    for attempt in 1.. {
-        match queue.reply_many(replies).await {
-            Ok(()) => return,
-            Err(e) if attempt < 20 => {
-                tracing::warn!(error = %e, "cannot push replies; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, replies = replies.len(), "giving up pushing replies; the result records are stored");
-                return;
             }
         }
     }

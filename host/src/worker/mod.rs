@@ -5,6 +5,7 @@
 mod acks;
 mod lease;
 mod process;
+mod replies;
 mod retry;
 
 use std::future::Future;
@@ -136,7 +137,7 @@ impl Worker {
         config: WorkerConfig,
         base_id: &str,
     ) -> Worker {
-        let (acker, acker_task) = acks::Acker::new(queue.clone());
+        let (acker, acker_task) = acks::Acker::new(queue.clone(), config.lease);
         Worker {
             shared: Arc::new(Shared {
                 queue,
@@ -454,11 +455,18 @@ impl Counters {
     }
 }
 
+/// How often a worker looks for replies in `{Q}:outbox` (besides right
+/// after a reap that put some there).
+const OUTBOX_PERIOD: Duration = Duration::from_secs(1);
+
 /// Background upkeep every worker runs: promotes due delayed messages
-/// (waking when the next one is due, at least every second) and, every
-/// heartbeat, reaps the in-flight messages of workers whose lease expired.
+/// (waking when the next one is due, at least every second), delivers the
+/// replies dead or stopped workers left in `{Q}:outbox` (every
+/// [`OUTBOX_PERIOD`]), and, every heartbeat, reaps the in-flight messages and
+/// undelivered replies of workers whose lease expired.
 async fn maintain(queue: Queue, leases: Arc<LeaseHolder>, config: WorkerConfig) {
     let mut next_reap = tokio::time::Instant::now();
+    let mut next_move = tokio::time::Instant::now();
     let tombstone = Duration::from_secs(300);
     loop {
         let wait = match queue.promote_due().await {
@@ -467,18 +475,43 @@ async fn maintain(queue: Queue, leases: Arc<LeaseHolder>, config: WorkerConfig) 
         };
         if tokio::time::Instant::now() >= next_reap {
             let reaper = leases.current().worker_id;
-            match queue.reap(&reaper, config.max_crashes, tombstone).await {
-                Ok((0, 0)) => {}
-                Ok((recovered, poisoned)) => {
+            match queue
+                .reap_counts(&reaper, config.max_crashes, tombstone)
+                .await
+            {
+                Ok(crate::queue::Reaped {
+                    recovered: 0,
+                    poisoned: 0,
+                    replies: 0,
+                }) => {}
+                Ok(reaped) => {
+                    if reaped.replies > 0 {
+                        next_move = tokio::time::Instant::now();
+                    }
                     tracing::warn!(
-                        recovered,
-                        poisoned,
-                        "recovered the in-flight tasks of dead workers"
+                        recovered = reaped.recovered,
+                        poisoned = reaped.poisoned,
+                        replies = reaped.replies,
+                        "recovered the in-flight tasks and undelivered replies of dead workers"
                     )
                 }
                 Err(e) => tracing::debug!(error = %e, "reap failed; will retry"),
             }
             next_reap = tokio::time::Instant::now() + config.heartbeat;
+        }
+        if tokio::time::Instant::now() >= next_move {
+            let mover = leases.current().worker_id;
+            match replies::move_outbox(&queue, &mover, config.lease).await {
+                Ok(0) => {}
+                Ok(delivered) => {
+                    tracing::info!(
+                        delivered,
+                        "delivered replies other workers left in the outbox"
+                    )
+                }
+                Err(e) => tracing::debug!(error = %e, "moving the outbox failed; will retry"),
+            }
+            next_move = tokio::time::Instant::now() + OUTBOX_PERIOD;
         }
         tokio::time::sleep(wait.max(Duration::from_millis(5))).await;
     }

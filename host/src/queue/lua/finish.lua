@@ -1,14 +1,22 @@
 -- Acknowledge a batch of messages for good: remove each from the worker's
--- in-flight list, store its result record, count it, and optionally
--- dead-letter it. Fenced: nothing happens unless the worker holds its lease,
--- and a message no longer in its list is skipped.
+-- in-flight list, store its result record, count it, optionally
+-- dead-letter it, and append its reply (when it names a reply_to) to the
+-- worker's outbox list — the transactional outbox: the reply is recorded in
+-- the same atomic step as the acknowledgement, and pushed to reply_to (which
+-- may live in another Cluster slot, so never from here) by the worker
+-- afterwards, or by any worker once this one's lease expired.
+-- Fenced: nothing happens unless the worker holds its lease, and a message
+-- no longer in its list is skipped.
 -- KEYS[1] workers, KEYS[2] inflight, KEYS[3] stats, KEYS[4] dead,
--- KEYS[5] dead index, KEYS[6] crashes, KEYS[6+i] result key of message i
+-- KEYS[5] dead index, KEYS[6] crashes, KEYS[7] outbox in flight of this
+-- worker, KEYS[7+i] result key of message i
 -- ARGV[1] worker id, ARGV[2] result TTL s, ARGV[3] dead-letter cap, then per
--- message i five values from ARGV[4+5(i-1)]: message, result record,
--- status counter ('succeeded'/'failed'), dead-letter id ('' for none), dead letter.
+-- message i six values from ARGV[4+6(i-1)]: message, result record,
+-- status counter ('succeeded'/'failed'), dead-letter id ('' for none), dead
+-- letter, reply_to ('' for none).
+-- An outbox entry is '<byte length of reply_to>:<reply_to><record>'.
 -- Returns one 1 (acknowledged) or 0 (fenced off) per message.
-local n = #KEYS - 6
+local n = #KEYS - 7
 local out = {}
 if not holds_lease(KEYS[1], ARGV[1]) then
   for i = 1, n do out[i] = 0 end
@@ -19,15 +27,16 @@ local ttl, cap = ARGV[2], tonumber(ARGV[3])
 local track_crashes = redis.call('HLEN', KEYS[6]) > 0
 local counts = { processed = 0 }
 local dead = 0
+local replies = {}
 for i = 1, n do
-  local a = 4 + 5 * (i - 1)
+  local a = 4 + 6 * (i - 1)
   local msg = ARGV[a]
   if redis.call('LREM', KEYS[2], 1, msg) == 0 then
     out[i] = 0
   else
     out[i] = 1
     if track_crashes then redis.call('HDEL', KEYS[6], redis.sha1hex(msg)) end
-    redis.call('SET', KEYS[6 + i], ARGV[a + 1], 'EX', ttl)
+    redis.call('SET', KEYS[7 + i], ARGV[a + 1], 'EX', ttl)
     counts.processed = counts.processed + 1
     counts[ARGV[a + 2]] = (counts[ARGV[a + 2]] or 0) + 1
     if ARGV[a + 3] ~= '' then
@@ -35,7 +44,14 @@ for i = 1, n do
       redis.call('ZADD', KEYS[5], now_ms(), ARGV[a + 3])
       dead = dead + 1
     end
+    local reply_to = ARGV[a + 5]
+    if reply_to ~= '' then
+      replies[#replies + 1] = #reply_to .. ':' .. reply_to .. ARGV[a + 1]
+    end
   end
+end
+for j = 1, #replies, 1000 do
+  redis.call('RPUSH', KEYS[7], unpack(replies, j, math.min(j + 999, #replies)))
 end
 for field, count in pairs(counts) do
   if count > 0 then redis.call('HINCRBY', KEYS[3], field, count) end
