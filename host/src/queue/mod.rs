@@ -561,6 +561,24 @@ impl Queue {
         Ok(out)
     }
 
+    /// Whether each of `entries` is in `{Q}:outbox:inflight:<worker_id>`
+    /// (`LPOS`, one pipeline).
+    ///
+    /// # Errors
+    /// On Redis errors.
+    pub async fn outbox_holds(&self, worker_id: &str, entries: &[&[u8]]) -> QueueResult<Vec<bool>> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = self.keys.outbox_inflight(worker_id);
+        let mut pipe = redis::pipe();
+        for entry in entries {
+            pipe.cmd("LPOS").arg(&list).arg(*entry);
+        }
+        let found: Vec<Option<u64>> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(found.into_iter().map(|f| f.is_some()).collect())
+    }
+
     /// Lengths of the outbox: (`{Q}:outbox`, the sum of the
     /// `{Q}:outbox:inflight:<worker>` lists of the given workers).
     ///

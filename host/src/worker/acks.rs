@@ -156,13 +156,16 @@ async fn acknowledge(queue: &Queue, worker_id: &str, group: Vec<Pending>, delive
                 std::process::abort();
             }
             // The same bytes finish.lua appended to the outbox list.
-            let entries: Vec<Vec<u8>> = group
-                .iter()
-                .zip(&acked)
-                .filter(|(_, acked)| **acked)
-                .filter_map(|((r, _), _)| Some(outbox::encode(r.reply_to.as_deref()?, &r.record)))
-                .collect();
+            let entry = |(r, _): &Pending| Some(outbox::encode(r.reply_to.as_deref()?, &r.record));
+            let (done, fenced): (Vec<_>, Vec<_>) =
+                group.iter().zip(&acked).partition(|(_, acked)| **acked);
+            let mut entries: Vec<Vec<u8>> =
+                done.into_iter().filter_map(|(p, _)| entry(p)).collect();
+            let fenced: Vec<Vec<u8>> = fenced.into_iter().filter_map(|(p, _)| entry(p)).collect();
             drop(finishes);
+            if !fenced.is_empty() {
+                entries.extend(left_behind(queue, worker_id, fenced).await);
+            }
             let entries: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
             replies::deliver(queue, worker_id, &entries, delivering.patience).await;
             for ((_, done), acked) in group.into_iter().zip(acked) {
@@ -175,6 +178,28 @@ async fn acknowledge(queue: &Queue, worker_id: &str, group: Vec<Pending>, delive
             for (_, done) in group {
                 let _ = done.send(Err(QueueError::Batch(message.clone())));
             }
+        }
+    }
+}
+
+/// The replies among `fenced` (entries of messages whose acknowledgement was
+/// fenced off) that nevertheless sit in `worker_id`'s outbox list: an earlier
+/// call acknowledged them, and its answer was lost with the connection (the
+/// task's retry was then fenced off, the message being gone). Nobody else
+/// would deliver them while this lease lives, so the caller does. Rare: only
+/// after a Redis error or a lost lease; on an error here the lease's expiry
+/// (rotation after Redis errors, or shutdown) hands them to the outbox.
+async fn left_behind(queue: &Queue, worker_id: &str, fenced: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let refs: Vec<&[u8]> = fenced.iter().map(Vec::as_slice).collect();
+    match queue.outbox_holds(worker_id, &refs).await {
+        Ok(held) => fenced
+            .into_iter()
+            .zip(held)
+            .filter_map(|(entry, held)| held.then_some(entry))
+            .collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot look for replies an earlier acknowledgement left");
+            Vec::new()
         }
     }
 }
