@@ -150,7 +150,7 @@ fn a_reply_to_that_is_not_a_list_is_refused_counted_and_dropped() {
 
 #[test]
 fn a_poisoned_task_gets_a_failed_record_on_its_reply_to() {
-    use sluice::queue::outbox::Delivery;
+    use sluice::queue::outbox::{Delivery, Reply};
     use sluice::queue::{Queue, Retention};
     let redis = RedisServer::start();
     push(
@@ -182,9 +182,10 @@ fn a_poisoned_task_gets_a_failed_record_on_its_reply_to() {
             .unwrap();
         let claimed = queue.claim_outbox("mover", 10).await.unwrap().unwrap();
         assert_eq!(claimed.len(), 1);
-        let entries: Vec<&[u8]> = claimed.iter().map(Vec::as_slice).collect();
+        let replies: Vec<Reply<'_>> = claimed.iter().map(|(f, r)| Reply::new(f, r)).collect();
+        assert_eq!(replies[0].reply_to, b"replies");
         assert_eq!(
-            queue.deliver("mover", &entries).await.unwrap(),
+            queue.deliver("mover", &replies).await.unwrap(),
             vec![Delivery::Delivered]
         );
     });

@@ -51,6 +51,13 @@ macro_rules! script {
             include_str!(concat!("lua/", $file))
         ))
     };
+    ($file:literal, outbox) => {
+        Script::new(concat!(
+            include_str!("lua/common.lua"),
+            include_str!("lua/common_outbox.lua"),
+            include_str!(concat!("lua/", $file))
+        ))
+    };
 }
 
 struct Scripts {
@@ -62,6 +69,7 @@ struct Scripts {
     promote: Script,
     reap: Script,
     release: Script,
+    claim: Script,
 }
 
 impl Scripts {
@@ -73,8 +81,9 @@ impl Scripts {
             finish: script!("finish.lua"),
             reschedule: script!("reschedule.lua"),
             promote: script!("promote.lua"),
-            reap: script!("reap.lua"),
-            release: script!("release.lua"),
+            reap: script!("reap.lua", outbox),
+            release: script!("release.lua", outbox),
+            claim: script!("claim.lua"),
         }
     }
 }
@@ -114,9 +123,30 @@ pub struct Finish<'a> {
     /// The dead letter (JSON) to keep, when the task failed for good.
     pub dead_letter: Option<&'a str>,
     /// The list to push the record onto (the message's `reply_to`): the
-    /// acknowledgement appends the reply to the worker's outbox list, and
+    /// acknowledgement records the reply in the worker's outbox hash, and
     /// [`Queue::deliver`] pushes it (see [`outbox`]).
     pub reply_to: Option<&'a str>,
+}
+
+/// What [`Queue::acknowledge`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acknowledged {
+    /// Per message, whether it was acknowledged (false: fenced off).
+    pub acked: Vec<bool>,
+    /// The call's token prefix ([`outbox::token_prefix`]).
+    pub token: String,
+}
+
+impl Acknowledged {
+    /// The outbox hash field of the reply of message `index` (0-based in the
+    /// batch) to `reply_to`, if that message was acknowledged.
+    pub fn field(&self, index: usize, reply_to: &str) -> Option<String> {
+        self.acked
+            .get(index)
+            .copied()
+            .unwrap_or(false)
+            .then(|| outbox::field(&self.token, index + 1, reply_to))
+    }
 }
 
 /// What one [`Queue::reap_counts`] pass did.
@@ -285,9 +315,7 @@ impl Queue {
 
     /// Acknowledges several messages of `worker_id` in one round trip (one
     /// Lua script). Returns, per message, whether it was acknowledged
-    /// (false: fenced off). The replies of acknowledged messages that name a
-    /// `reply_to` are then in `{Q}:outbox:inflight:<worker_id>`, as
-    /// [`outbox::encode`]d entries, for [`Queue::deliver`].
+    /// (false: fenced off). See [`Queue::acknowledge`] for the replies.
     ///
     /// # Errors
     /// On Redis errors.
@@ -296,8 +324,27 @@ impl Queue {
         worker_id: &str,
         batch: &[Finish<'_>],
     ) -> QueueResult<Vec<bool>> {
+        Ok(self.acknowledge(worker_id, batch).await?.acked)
+    }
+
+    /// Acknowledges several messages of `worker_id` in one round trip (one
+    /// Lua script). The reply of each acknowledged message that names a
+    /// `reply_to` is then in `worker_id`'s outbox hash under
+    /// [`Acknowledged::field`], for [`Queue::deliver`].
+    ///
+    /// # Errors
+    /// On Redis errors.
+    pub async fn acknowledge(
+        &self,
+        worker_id: &str,
+        batch: &[Finish<'_>],
+    ) -> QueueResult<Acknowledged> {
+        let token = outbox::token_prefix();
         if batch.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Acknowledged {
+                acked: Vec::new(),
+                token,
+            });
         }
         // Per message: its result key, six values, and ~64 bytes of key
         // prefix, status and the like besides the message and the record.
@@ -329,7 +376,8 @@ impl Queue {
         }
         call.arg(worker_id)
             .arg(self.retention.result_ttl_secs)
-            .arg(self.retention.dead_cap);
+            .arg(self.retention.dead_cap)
+            .arg(&token);
         for f in batch {
             call.arg(f.message)
                 .arg(f.record)
@@ -339,7 +387,10 @@ impl Queue {
                 .arg(f.reply_to.unwrap_or(""));
         }
         let acked: Vec<i64> = call.invoke(&mut self.conn.clone()).await?;
-        Ok(acked.into_iter().map(|a| a == 1).collect())
+        Ok(Acknowledged {
+            acked: acked.into_iter().map(|a| a == 1).collect(),
+            token,
+        })
     }
 
     /// Moves a message from the in-flight list into the delayed set, to be
@@ -469,9 +520,10 @@ impl Queue {
     }
 
     /// Moves up to `max` replies from `{Q}:outbox` (left there by dead or
-    /// stopped workers) into `{Q}:outbox:inflight:<worker_id>`, atomically,
-    /// if the worker holds its lease, and returns them for
-    /// [`Queue::deliver`]. `None` means the lease was lost.
+    /// stopped workers) into `worker_id`'s outbox hash, atomically, if the
+    /// worker holds its lease, and returns them as (field, record) pairs for
+    /// [`Queue::deliver`] (see [`outbox::Reply::new`]). `None` means the
+    /// lease was lost.
     ///
     /// # Errors
     /// On Redis errors.
@@ -479,68 +531,72 @@ impl Queue {
         &self,
         worker_id: &str,
         max: usize,
-    ) -> QueueResult<Option<Vec<Vec<u8>>>> {
-        // The same move as a fetch: pop a batch from one list, append it to
-        // the worker's own, fenced by its lease.
-        Ok(Eval::new(&self.scripts.fetch, 3)
+    ) -> QueueResult<Option<Vec<(Vec<u8>, Vec<u8>)>>> {
+        let flat: Option<Vec<Vec<u8>>> = Eval::new(&self.scripts.claim, 3)
             .arg(&self.keys.outbox)
             .arg(self.keys.outbox_inflight(worker_id))
             .arg(&self.keys.workers)
             .arg(worker_id)
             .arg(max)
+            .arg(outbox::token_prefix())
             .invoke(&mut self.conn.clone())
-            .await?)
+            .await?;
+        Ok(flat.map(|flat| {
+            let mut pairs = Vec::with_capacity(flat.len() / 2);
+            let mut items = flat.into_iter();
+            while let (Some(field), Some(record)) = (items.next(), items.next()) {
+                pairs.push((field, record));
+            }
+            pairs
+        }))
     }
 
-    /// Delivers outbox entries that sit in `{Q}:outbox:inflight:<worker_id>`
-    /// ([`outbox::encode`]d): per entry, `RPUSH reply_to record`, then
-    /// `LREM` of the entry, all in one pipeline (not a script: `reply_to`
-    /// may live in another Cluster slot). Returns what became of each entry.
-    /// Should the worker die before the `LREM`s ran, the reaper returns the
-    /// entries to `{Q}:outbox` and another worker delivers them again: at
-    /// least once.
+    /// Delivers replies that sit in `worker_id`'s outbox hash: per reply,
+    /// `RPUSH reply_to record`, then one `HDEL` of all their fields, in one
+    /// pipeline (not a script: `reply_to` may live in another Cluster slot).
+    /// Returns what became of each reply. Should the worker die before the
+    /// `HDEL` ran, the reaper returns the replies to `{Q}:outbox` and
+    /// another worker delivers them again: at least once.
     ///
     /// # Errors
     /// On connection errors (the pipeline may or may not have run; the
-    /// entries are still in the worker's list if their `LREM` did not run).
+    /// replies are still in the worker's hash if the `HDEL` did not run).
     pub async fn deliver(
         &self,
         worker_id: &str,
-        entries: &[&[u8]],
+        replies: &[outbox::Reply<'_>],
     ) -> QueueResult<Vec<outbox::Delivery>> {
         use outbox::Delivery;
-        if entries.is_empty() {
+        if replies.is_empty() {
             return Ok(Vec::new());
         }
-        let list = self.keys.outbox_inflight(worker_id);
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        let mut pushed = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let decoded = outbox::decode(entry);
-            if let Ok(e) = decoded {
-                pipe.rpush(e.reply_to, e.record);
-            }
-            pushed.push(decoded.is_ok());
-            pipe.lrem(&list, 1, *entry);
+        for reply in replies.iter().filter(|r| !r.reply_to.is_empty()) {
+            pipe.rpush(reply.reply_to, reply.record);
         }
-        let replies: Vec<redis::RedisResult<redis::Value>> =
+        let fields: Vec<&[u8]> = replies.iter().map(|r| r.field).collect();
+        pipe.hdel(self.keys.outbox_inflight(worker_id), fields);
+        let results: Vec<redis::RedisResult<redis::Value>> =
             pipe.query_async(&mut self.conn.clone()).await?;
-        let mut replies = replies.into_iter();
-        let mut out = Vec::with_capacity(entries.len());
-        for ok in pushed {
-            let delivery = if ok {
-                match replies.next() {
+        let mut results = results.into_iter();
+        let out: Vec<Delivery> = replies
+            .iter()
+            .map(|reply| {
+                if reply.reply_to.is_empty() {
+                    return Delivery::Malformed;
+                }
+                match results.next() {
                     Some(Ok(_)) => Delivery::Delivered,
                     Some(Err(e)) => Delivery::Refused(e.to_string()),
                     None => Delivery::Refused("no reply from redis".into()),
                 }
-            } else {
-                Delivery::Malformed
-            };
-            // The LREM's reply.
-            replies.next();
-            out.push(delivery);
+            })
+            .collect();
+        if let Some(Err(e)) = results.next() {
+            // The replies were pushed; they stay in the hash and are pushed
+            // again once this lease ends (at least once).
+            tracing::warn!(error = %e, "cannot remove delivered replies from the outbox");
         }
         let refused = out
             .iter()
@@ -561,26 +617,21 @@ impl Queue {
         Ok(out)
     }
 
-    /// Whether each of `entries` is in `{Q}:outbox:inflight:<worker_id>`
-    /// (`LPOS`, one pipeline).
+    /// `worker_id`'s outbox hash: (field, record) pairs. Only for the rare
+    /// case of an acknowledgement whose answer was lost (see the
+    /// acknowledger); the hash holds at most a few batches.
     ///
     /// # Errors
     /// On Redis errors.
-    pub async fn outbox_holds(&self, worker_id: &str, entries: &[&[u8]]) -> QueueResult<Vec<bool>> {
-        if entries.is_empty() {
-            return Ok(Vec::new());
-        }
-        let list = self.keys.outbox_inflight(worker_id);
-        let mut pipe = redis::pipe();
-        for entry in entries {
-            pipe.cmd("LPOS").arg(&list).arg(*entry);
-        }
-        let found: Vec<Option<u64>> = pipe.query_async(&mut self.conn.clone()).await?;
-        Ok(found.into_iter().map(|f| f.is_some()).collect())
+    pub async fn outbox_of(&self, worker_id: &str) -> QueueResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        Ok(redis::cmd("HGETALL")
+            .arg(self.keys.outbox_inflight(worker_id))
+            .query_async(&mut self.conn.clone())
+            .await?)
     }
 
     /// Lengths of the outbox: (`{Q}:outbox`, the sum of the
-    /// `{Q}:outbox:inflight:<worker>` lists of the given workers).
+    /// `{Q}:outbox:inflight:<worker>` hashes of the given workers).
     ///
     /// # Errors
     /// On Redis errors.
@@ -588,7 +639,7 @@ impl Queue {
         let mut pipe = redis::pipe();
         pipe.llen(&self.keys.outbox);
         for worker in workers {
-            pipe.llen(self.keys.outbox_inflight(worker));
+            pipe.hlen(self.keys.outbox_inflight(worker));
         }
         let lens: Vec<u64> = pipe.query_async(&mut self.conn.clone()).await?;
         Ok((lens[0], lens[1..].iter().sum()))

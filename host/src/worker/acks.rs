@@ -15,7 +15,8 @@ use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::replies;
-use crate::queue::{Finish, Queue, QueueError, QueueResult, outbox};
+use crate::queue::outbox::{self, Reply};
+use crate::queue::{Finish, Queue, QueueError, QueueResult};
 
 /// Most acknowledgements sent in one call.
 const MAX_BATCH: usize = 128;
@@ -147,29 +148,37 @@ async fn acknowledge(queue: &Queue, worker_id: &str, group: Vec<Pending>, delive
             reply_to: r.reply_to.as_deref(),
         })
         .collect();
-    match queue.finish_batch(worker_id, &finishes).await {
-        Ok(acked) => {
+    match queue.acknowledge(worker_id, &finishes).await {
+        Ok(done) => {
             if delivering.crash_after_ack {
                 tracing::error!(
                     "SLUICE_TEST_CRASH_AFTER_ACK: aborting between acknowledgement and reply delivery"
                 );
                 std::process::abort();
             }
-            // The same bytes finish.lua appended to the outbox list.
-            let entry = |(r, _): &Pending| Some(outbox::encode(r.reply_to.as_deref()?, &r.record));
-            let (done, fenced): (Vec<_>, Vec<_>) =
-                group.iter().zip(&acked).partition(|(_, acked)| **acked);
-            let mut entries: Vec<Vec<u8>> =
-                done.into_iter().filter_map(|(p, _)| entry(p)).collect();
-            let fenced: Vec<Vec<u8>> = fenced.into_iter().filter_map(|(p, _)| entry(p)).collect();
             drop(finishes);
-            if !fenced.is_empty() {
-                entries.extend(left_behind(queue, worker_id, fenced).await);
+            // The fields finish.lua stored the replies under.
+            let mut fields: Vec<(Vec<u8>, &AckRequest)> = Vec::new();
+            let mut fenced: Vec<&AckRequest> = Vec::new();
+            for (i, (r, _)) in group.iter().enumerate() {
+                let Some(reply_to) = r.reply_to.as_deref() else {
+                    continue;
+                };
+                match done.field(i, reply_to) {
+                    Some(field) => fields.push((field.into_bytes(), r)),
+                    None => fenced.push(r),
+                }
             }
-            let entries: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
-            replies::deliver(queue, worker_id, &entries, delivering.patience).await;
-            for ((_, done), acked) in group.into_iter().zip(acked) {
-                let _ = done.send(Ok(acked));
+            if !fenced.is_empty() {
+                fields.extend(left_behind(queue, worker_id, fenced).await);
+            }
+            let replies: Vec<Reply<'_>> = fields
+                .iter()
+                .map(|(field, r)| Reply::new(field, r.record.as_bytes()))
+                .collect();
+            replies::deliver(queue, worker_id, &replies, delivering.patience).await;
+            for ((_, tx), acked) in group.into_iter().zip(done.acked) {
+                let _ = tx.send(Ok(acked));
             }
         }
         Err(e) => {
@@ -182,24 +191,34 @@ async fn acknowledge(queue: &Queue, worker_id: &str, group: Vec<Pending>, delive
     }
 }
 
-/// The replies among `fenced` (entries of messages whose acknowledgement was
-/// fenced off) that nevertheless sit in `worker_id`'s outbox list: an earlier
-/// call acknowledged them, and its answer was lost with the connection (the
+/// The replies of `fenced` requests (whose acknowledgement was fenced off)
+/// that nevertheless sit in `worker_id`'s outbox hash: an earlier call
+/// acknowledged them, and its answer was lost with the connection (the
 /// task's retry was then fenced off, the message being gone). Nobody else
 /// would deliver them while this lease lives, so the caller does. Rare: only
 /// after a Redis error or a lost lease; on an error here the lease's expiry
 /// (rotation after Redis errors, or shutdown) hands them to the outbox.
-async fn left_behind(queue: &Queue, worker_id: &str, fenced: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    let refs: Vec<&[u8]> = fenced.iter().map(Vec::as_slice).collect();
-    match queue.outbox_holds(worker_id, &refs).await {
-        Ok(held) => fenced
-            .into_iter()
-            .zip(held)
-            .filter_map(|(entry, held)| held.then_some(entry))
-            .collect(),
+async fn left_behind<'r>(
+    queue: &Queue,
+    worker_id: &str,
+    fenced: Vec<&'r AckRequest>,
+) -> Vec<(Vec<u8>, &'r AckRequest)> {
+    let mut held = match queue.outbox_of(worker_id).await {
+        Ok(held) => held,
         Err(e) => {
             tracing::debug!(error = %e, "cannot look for replies an earlier acknowledgement left");
-            Vec::new()
+            return Vec::new();
+        }
+    };
+    let mut found = Vec::new();
+    for r in fenced {
+        let reply_to = r.reply_to.as_deref().unwrap_or_default().as_bytes();
+        let at = held.iter().position(|(field, record)| {
+            outbox::reply_to_of(field) == reply_to && record == r.record.as_bytes()
+        });
+        if let Some(at) = at {
+            found.push((held.swap_remove(at).0, r));
         }
     }
+    found
 }

@@ -11,7 +11,7 @@
 -- Also trims dead letters older than ARGV[3] ms.
 -- KEYS[1] workers, KEYS[2] pending, KEYS[3] crashes, KEYS[4] dead,
 -- KEYS[5] dead index, KEYS[6] stats, KEYS[7] in-flight key prefix ('{Q}:inflight:'),
--- KEYS[8] outbox, KEYS[9] outbox in-flight key prefix ('{Q}:outbox:inflight:'),
+-- KEYS[8] outbox, KEYS[9] worker outbox hash key prefix ('{Q}:outbox:inflight:'),
 -- KEYS[10] result key prefix ('{Q}:result:')
 -- ARGV[1] max crashes, ARGV[2] tombstone ms, ARGV[3] dead-letter retention ms, ARGV[4] reaper id,
 -- ARGV[5] result TTL s
@@ -59,8 +59,7 @@ for i = 1, #leases, 2 do
         recovered = recovered + 1
       end
     end
-    local outbox = KEYS[9] .. wid
-    while redis.call('LMOVE', outbox, KEYS[8], 'LEFT', 'RIGHT') do replies = replies + 1 end
+    replies = replies + hand_back(KEYS[9] .. wid, KEYS[8])
     if expiry + tonumber(ARGV[2]) < now then redis.call('HDEL', KEYS[1], wid) end
   end
 end
