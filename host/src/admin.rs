@@ -27,7 +27,7 @@ pub struct QueueStats {
     pub workers: u64,
     /// Replies acknowledged but not yet pushed onto their `reply_to`: the
     /// transactional outbox, `{Q}:outbox` plus the workers'
-    /// `{Q}:outbox:inflight:<worker>` lists (see [`crate::queue::outbox`]).
+    /// `{Q}:outbox:inflight:<worker>` hashes (see [`crate::queue::outbox`]).
     pub outbox: u64,
     /// Lifetime counters from `{Q}:stats`: processed, succeeded, failed,
     /// retried, dead, recovered, poisoned, replies_recovered (replies of dead

@@ -17,8 +17,8 @@
 //! | `{Q}:dead:index` | sorted set | task id → time it was dead-lettered (ms), for listing and trimming |
 //! | `{Q}:result:<id>` | string | the task's result record (JSON), with a TTL |
 //! | `{Q}:stats` | hash | counters: processed, succeeded, failed, retried, dead, recovered, … |
-//! | `{Q}:outbox` | list | replies (`reply_to` + record) no live worker is delivering: left by dead or stopped workers |
-//! | `{Q}:outbox:inflight:<worker>` | list | replies a worker acknowledged (or claimed from the outbox) and is pushing to `reply_to` |
+//! | `{Q}:outbox` | list | replies (`<len>:<reply_to><record>`) no live worker is delivering: left by dead or stopped workers |
+//! | `{Q}:outbox:inflight:<worker>` | hash | `<token>:<reply_to>` → record: replies a worker acknowledged (or claimed from the outbox) and is pushing to `reply_to` |
 
 /// The keys of one queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +65,7 @@ impl QueueKeys {
         format!("{}:inflight:{worker_id}", self.prefix)
     }
 
-    /// The replies worker `worker_id` is delivering: acknowledged with a
+    /// The outbox hash of worker `worker_id`: replies it is delivering, acknowledged with a
     /// `reply_to`, or claimed from [`QueueKeys::outbox`].
     pub fn outbox_inflight(&self, worker_id: &str) -> String {
         format!("{}:outbox:inflight:{worker_id}", self.prefix)

@@ -72,10 +72,8 @@ fn soak_with_random_kills_loses_nothing() {
     // killed after pushing a reply but before removing it from the outbox);
     // replies still in the outbox of a killed worker arrive once its lease
     // expired and a live worker's reaper handed them to the mover.
-    let expected: HashSet<String> = (0..tasks)
-        .map(|i| format!("s{i}"))
-        .filter(|id| dead_letter(&redis, id).is_none())
-        .collect();
+    // A task dead-lettered as poison gets a failed record there too.
+    let expected: HashSet<String> = (0..tasks).map(|i| format!("s{i}")).collect();
     let mut arrived: HashMap<String, usize> = HashMap::new();
     let mut seen = 0;
     loop {

@@ -1,6 +1,6 @@
 //! Batched acknowledgement: tasks that finish at about the same time are
 //! acknowledged in one Lua call, which also records their replies in the
-//! worker's outbox list (see [`crate::queue::outbox`]), and their replies are
+//! worker's outbox hash (see [`crate::queue::outbox`]), and their replies are
 //! then pushed onto `reply_to` (and crossed off the outbox) in one pipeline,
 //! so a busy worker pays two Redis round trips per batch instead of two per
 //! task. A lone task is acknowledged at once (no timer, no added latency).
