@@ -201,3 +201,109 @@ fn a_poisoned_task_gets_a_failed_record_on_its_reply_to() {
     // The record has the shape of every other record.
     let _: sluice::record::ResultRecord = serde_json::from_value(record).unwrap();
 }
+
+#[test]
+fn a_stopping_worker_hands_its_undelivered_replies_to_the_outbox_for_another() {
+    use sluice::queue::outbox::{Delivery, Reply};
+    use sluice::queue::{Finish, Queue, Retention};
+    let redis = RedisServer::start();
+    // A reply_to with a colon, braces and multi-byte characters survives the
+    // round trip hash → outbox entry → hash.
+    let odd = "{app}:réponses:1";
+    push(
+        &redis,
+        &[
+            json!({"id": "h1", "task_type": "echo", "reply_to": odd}),
+            json!({"id": "h2", "task_type": "echo", "reply_to": "replies"}),
+        ],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let queue = Queue::connect(&redis.url(), "task_queue", Retention::default())
+            .await
+            .unwrap();
+        queue
+            .register("stopping", Duration::from_secs(10))
+            .await
+            .unwrap();
+        let fetched = queue.fetch_batch("stopping", 10).await.unwrap().unwrap();
+        let finishes: Vec<Finish<'_>> = fetched
+            .iter()
+            .zip([("h1", odd), ("h2", "replies")])
+            .map(|(message, (id, reply_to))| Finish {
+                message,
+                id,
+                record: if id == "h1" {
+                    r#"{"id":"h1"}"#
+                } else {
+                    r#"{"id":"h2"}"#
+                },
+                status: "succeeded",
+                dead_letter: None,
+                reply_to: Some(reply_to),
+            })
+            .collect();
+        let done = queue.acknowledge("stopping", &finishes).await.unwrap();
+        assert_eq!(done.acked, [true, true]);
+        assert_eq!(
+            done.field(0, odd).unwrap(),
+            format!("{}1:{odd}", done.token)
+        );
+        // Stopped before delivering: the replies go to {Q}:outbox.
+        assert_eq!(queue.release("stopping").await.unwrap(), 0);
+        assert_eq!(queue.outbox_len(&[]).await.unwrap(), (2, 0));
+
+        queue
+            .register("mover", Duration::from_secs(10))
+            .await
+            .unwrap();
+        let claimed = queue.claim_outbox("mover", 10).await.unwrap().unwrap();
+        let replies: Vec<Reply<'_>> = claimed.iter().map(|(f, r)| Reply::new(f, r)).collect();
+        let mut targets: Vec<&[u8]> = replies.iter().map(|r| r.reply_to).collect();
+        targets.sort_unstable();
+        assert_eq!(targets, [&b"replies"[..], odd.as_bytes()]);
+        assert_eq!(
+            queue.deliver("mover", &replies).await.unwrap(),
+            vec![Delivery::Delivered, Delivery::Delivered]
+        );
+        assert_eq!(
+            queue.outbox_len(&["mover".to_owned()]).await.unwrap(),
+            (0, 0)
+        );
+    });
+    assert_eq!(replies(&redis, odd), [json!({"id": "h1"})]);
+    assert_eq!(replies(&redis, "replies"), [json!({"id": "h2"})]);
+}
+
+#[test]
+fn a_malformed_outbox_entry_is_dropped_as_malformed() {
+    use sluice::queue::outbox::{Delivery, Reply};
+    use sluice::queue::{Queue, Retention};
+    let redis = RedisServer::start();
+    let _: () = redis
+        .conn()
+        .rpush("{task_queue}:outbox", "not an entry")
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let queue = Queue::connect(&redis.url(), "task_queue", Retention::default())
+            .await
+            .unwrap();
+        queue
+            .register("mover", Duration::from_secs(10))
+            .await
+            .unwrap();
+        let claimed = queue.claim_outbox("mover", 10).await.unwrap().unwrap();
+        let replies: Vec<Reply<'_>> = claimed.iter().map(|(f, r)| Reply::new(f, r)).collect();
+        assert_eq!(replies.len(), 1);
+        assert_eq!(replies[0].record, b"not an entry");
+        assert_eq!(
+            queue.deliver("mover", &replies).await.unwrap(),
+            vec![Delivery::Malformed]
+        );
+        assert_eq!(
+            queue.outbox_len(&["mover".to_owned()]).await.unwrap(),
+            (0, 0)
+        );
+    });
+}
