@@ -408,10 +408,10 @@ fn build_c(root: &Path, p: &Polyglot, work: &Path, wasm: &Path) -> Result<Outcom
             "wasi-libc not found (Debian package wasi-libc, or set WASI_SYSROOT)".into(),
         ));
     }
-    let Some(wit_bindgen) = find_tool(&[cargo_bin("wit-bindgen")], "wit-bindgen") else {
+    let Some(wit_bindgen) = find_tool(&[cargo_bin().join("wit-bindgen")], "wit-bindgen") else {
         return Ok(Outcome::Skipped("wit-bindgen not found".into()));
     };
-    let Some(wasm_tools) = find_tool(&[cargo_bin("wasm-tools")], "wasm-tools") else {
+    let Some(wasm_tools) = find_tool(&[cargo_bin().join("wasm-tools")], "wasm-tools") else {
         return Ok(Outcome::Skipped("wasm-tools not found".into()));
     };
     let adapter = cache_dir()
