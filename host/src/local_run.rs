@@ -217,8 +217,7 @@ fn read_params(args: &RunArgs) -> Result<String, UsageError> {
         }
         (None, None) => "{}".into(),
     };
-    serde_json::from_str::<&serde_json::value::RawValue>(&text)
-        .map_err(UsageError::BadParams)?;
+    serde_json::from_str::<&serde_json::value::RawValue>(&text).map_err(UsageError::BadParams)?;
     Ok(text)
 }
 
@@ -249,7 +248,9 @@ fn stage_with_manifest(component: &Path, manifest: &Path) -> Result<Staged, Usag
     }
     Manifest::load_or_default(manifest).map_err(|e| bad(e.to_string()))?;
     let text = std::fs::read_to_string(manifest).map_err(|e| bad(e.to_string()))?;
-    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| bad(e.to_string()))?;
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| bad(e.to_string()))?;
     let base = std::path::absolute(manifest.parent().unwrap_or(Path::new(".")))
         .map_err(|e| bad(e.to_string()))?;
     if let Some(toml::Value::Array(dirs)) = table.get_mut("dir") {
@@ -328,7 +329,10 @@ mod tests {
         let staged = stage_with_manifest(&root.join("p.wasm"), &manifest).unwrap();
         let m = Manifest::load_or_default(&staged.component.with_extension("toml")).unwrap();
         assert_eq!(m.timeout_ms, 50);
-        assert_eq!(m.dirs[0].host, std::path::absolute(root.join("data")).unwrap());
+        assert_eq!(
+            m.dirs[0].host,
+            std::path::absolute(root.join("data")).unwrap()
+        );
         let dir = staged.dir.clone();
         drop(staged);
         assert!(!dir.exists());

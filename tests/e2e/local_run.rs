@@ -57,7 +57,12 @@ fn params_come_from_a_file_too() {
     std::fs::write(&file, r#"{"from": "file"}"#).unwrap();
     let out = run(
         &wasm,
-        &["--task-type", "echo", "--params-file", file.to_str().unwrap()],
+        &[
+            "--task-type",
+            "echo",
+            "--params-file",
+            file.to_str().unwrap(),
+        ],
     );
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(record(&out)["result"], json!({"from": "file"}));
@@ -89,7 +94,15 @@ fn the_manifest_limits_apply_as_in_a_worker() {
 
     // …or named with --manifest, its relative dirs resolved against its folder.
     let (dir, wasm) = misbehave("");
-    let out = run(&wasm, &["--task-type", "read_file", "--params", r#"{"path": "/data/in.txt"}"#]);
+    let out = run(
+        &wasm,
+        &[
+            "--task-type",
+            "read_file",
+            "--params",
+            r#"{"path": "/data/in.txt"}"#,
+        ],
+    );
     assert_eq!(out.status.code(), Some(1), "no grant, no file: {out:?}");
     assert_eq!(record(&out)["error"]["kind"], "fatal");
     let conf = dir.path().join("conf");
@@ -125,23 +138,48 @@ fn usage_and_load_errors_exit_2_without_a_record() {
     std::fs::write(&not_wasm, "not wasm").unwrap();
     let missing = dir.path().join("missing.json");
     let cases: Vec<(&Path, Vec<&str>, &str)> = vec![
-        (&wasm, vec!["--task-type", "echo", "--params", "{nope"], "not valid JSON"),
-        (&wasm, vec!["--task-type", "nope"], "does not handle task type"),
         (
             &wasm,
-            vec!["--task-type", "echo", "--params-file", missing.to_str().unwrap()],
+            vec!["--task-type", "echo", "--params", "{nope"],
+            "not valid JSON",
+        ),
+        (
+            &wasm,
+            vec!["--task-type", "nope"],
+            "does not handle task type",
+        ),
+        (
+            &wasm,
+            vec![
+                "--task-type",
+                "echo",
+                "--params-file",
+                missing.to_str().unwrap(),
+            ],
             "cannot read the params file",
         ),
         (
             &wasm,
-            vec!["--task-type", "echo", "--manifest", missing.to_str().unwrap()],
+            vec![
+                "--task-type",
+                "echo",
+                "--manifest",
+                missing.to_str().unwrap(),
+            ],
             "cannot use the manifest",
         ),
         (&not_wasm, vec!["--task-type", "echo"], "junk.wasm"),
         (&wasm, vec![], "--task-type"),
         (
             &wasm,
-            vec!["--task-type", "echo", "--params", "{}", "--params-file", "x"],
+            vec![
+                "--task-type",
+                "echo",
+                "--params",
+                "{}",
+                "--params-file",
+                "x",
+            ],
             "cannot be used with",
         ),
     ];

@@ -135,7 +135,10 @@ fn run_step(root: &Path, step: &Step, apt: Apt) -> Result<()> {
                 .args(["target", "add", TARGET])
                 .status()
                 .context("cannot run rustup")?;
-            anyhow::ensure!(status.success(), "rustup target add {TARGET} failed ({status})");
+            anyhow::ensure!(
+                status.success(),
+                "rustup target add {TARGET} failed ({status})"
+            );
             anyhow::ensure!(
                 wasm_target_installed()?,
                 "rustup target add {TARGET} succeeded, but the active toolchain still lacks it"
