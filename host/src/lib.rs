@@ -18,12 +18,14 @@
 //! - [`record`]: result records and dead letters, as stored in Redis.
 //! - [`queue`]: the Redis side of the protocol — fetch, leases, acknowledgement.
 //! - [`worker`]: the worker loop that ties them together.
+//! - [`local_run`]: `sluice run` — one task in the sandbox, without Redis.
 //! - [`admin`]: operator commands — queue counts and the dead-letter queue.
 //! - [`telemetry`]: Prometheus metrics, `/healthz` and `/readyz`.
 #![deny(missing_docs)]
 
 pub mod admin;
 pub mod keys;
+pub mod local_run;
 pub mod manifest;
 pub mod message;
 pub mod queue;

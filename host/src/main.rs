@@ -73,6 +73,9 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Run one task locally in the real sandbox, without Redis; print its
+    /// result record (exit 0 succeeded, 1 task failed, 2 usage or load error).
+    Run(sluice::local_run::RunArgs),
     /// Inspect and requeue the dead-letter queue.
     Dead {
         #[command(flatten)]
@@ -202,6 +205,11 @@ fn main() -> anyhow::Result<()> {
             Command::Plugin {
                 command: PluginCommand::Check { file },
             } => check_plugin(&file).await,
+            Command::Run(args) => {
+                let code = sluice::local_run::main(args).await;
+                std::io::Write::flush(&mut std::io::stdout())?;
+                std::process::exit(code as i32)
+            }
         }
     })
 }

@@ -148,17 +148,27 @@ impl Drop for TempDir {
     }
 }
 
-/// The plugins built by `cargo xtask plugins`.
+/// The folders `cargo xtask plugins` builds into, searched in this order:
+/// the test plugins (`misbehave`, `noop`, … — the list is `TEST_PLUGINS`
+/// in `xtask/src/plugins.rs`), then the example plugins.
+pub const PLUGIN_DIRS: [&str; 2] = ["target/test-plugins", "target/plugins"];
+
+/// The component `NAME.wasm` built by `cargo xtask plugins`, from whichever
+/// of [`PLUGIN_DIRS`] holds it; panics with advice when none does.
 pub fn built_plugin(name: &str) -> PathBuf {
-    let path = workspace()
-        .join("target/plugins")
-        .join(format!("{name}.wasm"));
-    assert!(
-        path.is_file(),
-        "{} is missing: build the plugins first with `cargo xtask plugins` (or run the suite with `cargo xtask test`)",
-        path.display()
+    let file = format!("{name}.wasm");
+    let candidates: Vec<PathBuf> = PLUGIN_DIRS
+        .iter()
+        .map(|dir| workspace().join(dir).join(&file))
+        .collect();
+    if let Some(path) = candidates.iter().find(|p| p.is_file()) {
+        return path.clone();
+    }
+    panic!(
+        "{file} is missing from {} and {}: build the plugins first with `cargo xtask plugins` (or run the suite with `cargo xtask test`)",
+        candidates[0].parent().unwrap().display(),
+        candidates[1].parent().unwrap().display(),
     );
-    path
 }
 
 /// A plugins directory holding copies of built plugins with the given manifests.

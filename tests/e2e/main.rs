@@ -7,6 +7,7 @@ mod harness;
 mod bad_input;
 mod delivery;
 mod hot_reload;
+mod local_run;
 mod main_job;
 mod polyglot;
 mod replies;

@@ -8,7 +8,15 @@ use std::process::Command;
 use anyhow::Result;
 
 pub fn run(root: &Path, extra: &[String]) -> Result<()> {
-    crate::plugins::build(root)?;
+    crate::setup::ensure(
+        root,
+        crate::setup::Needs {
+            wasm_target: true,
+            redis_server: true,
+            polyglot: false,
+        },
+    )?;
+    crate::plugins::build(root, crate::plugins::Selection::All)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root)

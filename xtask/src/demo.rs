@@ -22,8 +22,19 @@ impl Drop for PrivateRedis {
 }
 
 pub fn run(root: &Path) -> Result<()> {
-    println!("== building plugins (cargo xtask plugins)");
-    crate::plugins::build(root)?;
+    // Decided before any work, so a missing redis-server is installed (or
+    // asked for) up front rather than after the build.
+    let needs_private_redis = std::env::var_os("REDIS_URL").is_none() && !ping(LOCAL_REDIS);
+    crate::setup::ensure(
+        root,
+        crate::setup::Needs {
+            wasm_target: true,
+            redis_server: needs_private_redis,
+            polyglot: false,
+        },
+    )?;
+    println!("== building the example plugins");
+    crate::plugins::build(root, crate::plugins::Selection::Examples)?;
     println!("== building the worker (cargo build -p sluice)");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
@@ -87,14 +98,16 @@ pub fn run(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The Redis the demo uses when `REDIS_URL` is unset and it answers.
+const LOCAL_REDIS: &str = "redis://127.0.0.1:6379/";
+
 /// `REDIS_URL`, else a Redis on localhost:6379, else a private redis-server.
 fn find_redis() -> Result<(String, Option<PrivateRedis>)> {
     if let Ok(url) = std::env::var("REDIS_URL") {
         return Ok((url, None));
     }
-    let local = "redis://127.0.0.1:6379/";
-    if ping(local) {
-        return Ok((local.into(), None));
+    if ping(LOCAL_REDIS) {
+        return Ok((LOCAL_REDIS.into(), None));
     }
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let child = match Command::new("redis-server")

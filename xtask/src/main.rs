@@ -10,6 +10,7 @@ mod bench;
 mod demo;
 mod plugins;
 mod polyglot;
+mod setup;
 mod test;
 
 /// Workspace tasks for Sluice.
@@ -24,11 +25,15 @@ struct Cli {
 enum Command {
     /// Build every Rust plugin under `plugins/` for wasm32-wasip2 (profile
     /// `plugin`), then the Python, JavaScript and C plugins with their own
-    /// toolchains (`.ci/install-polyglot`), into `target/plugins/`.
+    /// toolchains (`.ci/install-polyglot`): the examples into
+    /// `target/plugins/`, the test plugins into `target/test-plugins/`.
+    /// Installs the wasm target first when it is missing.
     Plugins,
-    /// Run the main job: build everything, enqueue generate_log_file then
-    /// parse_log_file in the seed's format, run a burst worker, print results.
-    /// Uses REDIS_URL, else localhost:6379, else a private redis-server.
+    /// Run the main job: build the example plugins and the worker, enqueue
+    /// generate_log_file then parse_log_file in the seed's format, run a burst
+    /// worker, print results. Uses REDIS_URL, else localhost:6379, else a
+    /// private redis-server. Installs the wasm target (and redis-server, when
+    /// it starts one) first when missing.
     Demo,
     /// Run the side-by-side benchmark (release build): Sluice with the wasm
     /// parse_log_file plugin, a no-op plugin and a native parser, and the
@@ -38,7 +43,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Build the plugins and run the whole test suite (`cargo test --workspace`).
+    /// Install what the tests need (wasm target, redis-server, the polyglot
+    /// toolchains and redis-py), build the plugins and run the whole test
+    /// suite (`cargo test --workspace`), then a smoke run of the benchmark.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -49,7 +56,17 @@ enum Command {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Plugins => plugins::build(&workspace_root()).map(|_| ()),
+        Command::Plugins => {
+            let root = workspace_root();
+            setup::ensure(
+                &root,
+                setup::Needs {
+                    wasm_target: true,
+                    ..setup::Needs::default()
+                },
+            )?;
+            plugins::build(&root, plugins::Selection::All).map(|_| ())
+        }
         Command::Demo => demo::run(&workspace_root()),
         Command::Bench { args } => bench::run(&workspace_root(), &args),
         Command::Test { args } => test::run(&workspace_root(), &args),

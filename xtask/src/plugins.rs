@@ -28,31 +28,78 @@ pub struct PluginCrate {
     pub lib_name: String,
 }
 
-/// A built plugin in `target/plugins/`.
+/// A built plugin in `target/plugins/` or `target/test-plugins/`.
 #[derive(Debug, Clone)]
 pub struct BuiltPlugin {
     /// The folder name of the plugin crate.
     pub name: String,
-    /// The component, `target/plugins/<name>.wasm`.
+    /// The component, `<out_dir>/<name>.wasm` (see [`out_dir`]).
     pub wasm: PathBuf,
     /// The manifest copied next to it, when the plugin has one.
     pub manifest: Option<PathBuf>,
 }
 
-/// Builds every plugin crate under `<root>/plugins/` with one cargo
-/// invocation, then copies the components and their manifests to
-/// `target/plugins/`; then builds the Python, JavaScript and C plugins
+/// The plugin folders under `plugins/` that exist for the tests and the
+/// benchmark rather than as examples: built into `target/test-plugins/`, so
+/// that `target/plugins/` (and the demo's worker) hold only the example
+/// plugins. A name here whose folder does not exist is ignored.
+pub const TEST_PLUGINS: &[&str] = &["burn-cpu", "misbehave", "noop"];
+
+/// Which plugins a command builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// The example plugins only (`cargo xtask demo`).
+    Examples,
+    /// The example and the test plugins.
+    All,
+}
+
+impl Selection {
+    /// Whether the plugin in folder `folder` is built.
+    pub fn includes(self, folder: &str) -> bool {
+        self == Selection::All || !is_test_plugin(folder)
+    }
+}
+
+/// Whether `folder` is named in [`TEST_PLUGINS`].
+pub fn is_test_plugin(folder: &str) -> bool {
+    TEST_PLUGINS.contains(&folder)
+}
+
+/// Where the plugin of folder `folder` is built: `target/test-plugins/` for
+/// a test plugin, else `target/plugins/`.
+pub fn out_dir(root: &Path, folder: &str) -> PathBuf {
+    target_dir(root).join(if is_test_plugin(folder) {
+        "test-plugins"
+    } else {
+        "plugins"
+    })
+}
+
+/// Builds the selected plugin crates under `<root>/plugins/` with one cargo
+/// invocation and copies the components and their manifests to
+/// [`out_dir`]; then builds the selected Python, JavaScript and C plugins
 /// (skipping a language whose toolchain is not installed). Prints one line
-/// per plugin.
-pub fn build(root: &Path) -> Result<Vec<BuiltPlugin>> {
-    let crates = discover(&root.join("plugins"))?;
+/// per plugin. Fails when the wasm target is missing (see
+/// [`crate::setup::ensure`], which installs it).
+pub fn build(root: &Path, selection: Selection) -> Result<Vec<BuiltPlugin>> {
+    let crates: Vec<PluginCrate> = discover(&root.join("plugins"))?
+        .into_iter()
+        .filter(|c| selection.includes(&c.folder))
+        .collect();
     if crates.is_empty() {
         bail!(
             "no plugin crates (folders with a Cargo.toml) under {}",
             root.join("plugins").display()
         );
     }
-    check_target_installed()?;
+    if !crate::setup::wasm_target_installed()? {
+        bail!(
+            "the Rust target {TARGET} is not installed in the active toolchain\n\
+             install it with: rustup target add {TARGET}"
+        );
+    }
+    remove_misplaced_test_plugins(root)?;
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut cmd = Command::new(&cargo);
@@ -68,13 +115,12 @@ pub fn build(root: &Path) -> Result<Vec<BuiltPlugin>> {
         bail!("building the plugins failed ({status})");
     }
 
-    let target_dir = target_dir(root);
-    let build_dir = target_dir.join(TARGET).join(PROFILE);
-    let out_dir = target_dir.join("plugins");
-    fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
-
+    let build_dir = target_dir(root).join(TARGET).join(PROFILE);
     let mut built = Vec::new();
     for c in &crates {
+        let out_dir = out_dir(root, &c.folder);
+        fs::create_dir_all(&out_dir)
+            .with_context(|| format!("cannot create {}", out_dir.display()))?;
         let src = build_dir.join(format!("{}.wasm", c.lib_name));
         let wasm = out_dir.join(format!("{}.wasm", c.folder));
         fs::copy(&src, &wasm).with_context(|| {
@@ -116,8 +162,24 @@ pub fn build(root: &Path) -> Result<Vec<BuiltPlugin>> {
             relative(root, &p.wasm).display(),
         );
     }
-    built.extend(crate::polyglot::build(root, &out_dir)?);
+    built.extend(crate::polyglot::build(root, selection)?);
     Ok(built)
+}
+
+/// Removes test plugins that an older `cargo xtask plugins` built into
+/// `target/plugins/`, so the demo's worker does not load them.
+fn remove_misplaced_test_plugins(root: &Path) -> Result<()> {
+    let dir = target_dir(root).join("plugins");
+    for name in TEST_PLUGINS {
+        for ext in ["wasm", "toml"] {
+            let path = dir.join(format!("{name}.{ext}"));
+            if path.is_file() {
+                fs::remove_file(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The plugin crates: every direct subfolder of `plugins_dir` that has a
@@ -182,33 +244,6 @@ fn table_string(text: &str, table: &str, key: &str) -> Option<String> {
     None
 }
 
-/// Fails with advice when the Rust standard library for [`TARGET`] is
-/// missing from the active toolchain.
-fn check_target_installed() -> Result<()> {
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| OsString::from("rustc"));
-    let out = Command::new(&rustc)
-        .args(["--print", "sysroot"])
-        .output()
-        .with_context(|| format!("cannot run {}", rustc.to_string_lossy()))?;
-    if !out.status.success() {
-        bail!(
-            "`rustc --print sysroot` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    if !sysroot.join("lib").join("rustlib").join(TARGET).is_dir() {
-        bail!(
-            "the Rust target {TARGET} is not installed in {}\n\
-             install it with: rustup target add {TARGET}",
-            sysroot.display()
-        );
-    }
-    Ok(())
-}
-
-/// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the workspace
-/// root) or `<root>/target`.
 /// The cargo target directory (`CARGO_TARGET_DIR`, else `<root>/target`).
 pub fn target_dir(root: &Path) -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
@@ -246,6 +281,18 @@ mod tests {
             table_string("[lib]\nname = \"plug\"\n", "lib", "name").as_deref(),
             Some("plug")
         );
+    }
+
+    #[test]
+    fn test_plugins_build_apart_from_the_examples() {
+        let root = Path::new("/r");
+        assert!(out_dir(root, "noop").ends_with("test-plugins"));
+        assert!(out_dir(root, "misbehave").ends_with("test-plugins"));
+        assert!(out_dir(root, "burn-cpu").ends_with("test-plugins"));
+        assert!(out_dir(root, "parse-log-file").ends_with("plugins"));
+        assert!(!Selection::Examples.includes("noop"));
+        assert!(Selection::Examples.includes("summarize-py"));
+        assert!(Selection::All.includes("misbehave"));
     }
 
     #[test]

@@ -31,7 +31,8 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 
-use crate::plugins::BuiltPlugin;
+use crate::plugins::{BuiltPlugin, Selection};
+use crate::setup::{cache_dir, cargo_bin, on_path};
 
 /// Version of the WASI preview1 adapter (the host's wasmtime version), as
 /// installed by `.ci/install-polyglot` under `$SLUICE_CACHE/wasi-adapter/`.
@@ -65,11 +66,17 @@ enum Outcome {
     Skipped(String),
 }
 
-/// Builds every non-Rust plugin under `<root>/plugins/` into `out_dir`
-/// (`target/plugins`), printing one line per plugin.
-pub fn build(root: &Path, out_dir: &Path) -> Result<Vec<BuiltPlugin>> {
+/// Builds the selected non-Rust plugins under `<root>/plugins/` into their
+/// [`crate::plugins::out_dir`], printing one line per plugin.
+pub fn build(root: &Path, selection: Selection) -> Result<Vec<BuiltPlugin>> {
     let mut built = Vec::new();
     for p in discover(&root.join("plugins"))? {
+        if !selection.includes(&p.folder) {
+            continue;
+        }
+        let out_dir = crate::plugins::out_dir(root, &p.folder);
+        fs::create_dir_all(&out_dir)
+            .with_context(|| format!("cannot create {}", out_dir.display()))?;
         let work = crate::plugins::target_dir(root)
             .join("polyglot")
             .join(&p.folder);
@@ -96,7 +103,10 @@ pub fn build(root: &Path, out_dir: &Path) -> Result<Vec<BuiltPlugin>> {
                 built.push(plugin);
             }
             Outcome::Skipped(why) => {
-                println!("{:<18} skipped: {why} — run .ci/install-polyglot", p.folder);
+                println!(
+                    "{:<18} skipped: {why} — `cargo xtask test` installs it (or run .ci/install-polyglot)",
+                    p.folder
+                );
             }
         }
     }
@@ -136,18 +146,6 @@ fn discover(plugins_dir: &Path) -> Result<Vec<Polyglot>> {
     Ok(found)
 }
 
-/// `$SLUICE_CACHE`, else `~/.cache/sluice`: where `.ci/install-polyglot`
-/// puts the Python venv, the npm packages and the WASI adapter.
-fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SLUICE_CACHE").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    home.join(".cache").join("sluice")
-}
-
 /// `candidate` if it is a file, else `name` on `PATH`.
 fn find_tool(candidates: &[PathBuf], name: &str) -> Option<PathBuf> {
     candidates
@@ -155,21 +153,6 @@ fn find_tool(candidates: &[PathBuf], name: &str) -> Option<PathBuf> {
         .find(|c| c.is_file())
         .cloned()
         .or_else(|| on_path(name))
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-fn cargo_bin(name: &str) -> PathBuf {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .unwrap_or_default();
-    home.join("bin").join(name)
 }
 
 /// Runs `cmd`, failing with its output when it fails.
@@ -425,10 +408,10 @@ fn build_c(root: &Path, p: &Polyglot, work: &Path, wasm: &Path) -> Result<Outcom
             "wasi-libc not found (Debian package wasi-libc, or set WASI_SYSROOT)".into(),
         ));
     }
-    let Some(wit_bindgen) = find_tool(&[cargo_bin("wit-bindgen")], "wit-bindgen") else {
+    let Some(wit_bindgen) = find_tool(&[cargo_bin().join("wit-bindgen")], "wit-bindgen") else {
         return Ok(Outcome::Skipped("wit-bindgen not found".into()));
     };
-    let Some(wasm_tools) = find_tool(&[cargo_bin("wasm-tools")], "wasm-tools") else {
+    let Some(wasm_tools) = find_tool(&[cargo_bin().join("wasm-tools")], "wasm-tools") else {
         return Ok(Outcome::Skipped("wasm-tools not found".into()));
     };
     let adapter = cache_dir()

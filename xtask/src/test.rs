@@ -1,5 +1,5 @@
-//! `cargo xtask test`: the whole test suite. Builds the plugins the
-//! end-to-end tests load, then runs every test of the workspace (unit tests,
+//! `cargo xtask test`: the whole test suite. Installs what it needs (see
+//! [`crate::setup`]), builds the plugins the end-to-end tests load, then runs every test of the workspace (unit tests,
 //! plugin tests natively, and `tests/e2e` against private redis-servers),
 //! then a smoke run of the benchmark.
 
@@ -9,7 +9,15 @@ use std::process::Command;
 use anyhow::Result;
 
 pub fn run(root: &Path, extra: &[String]) -> Result<()> {
-    crate::plugins::build(root)?;
+    crate::setup::ensure(
+        root,
+        crate::setup::Needs {
+            wasm_target: true,
+            redis_server: true,
+            polyglot: true,
+        },
+    )?;
+    crate::plugins::build(root, crate::plugins::Selection::All)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root)
