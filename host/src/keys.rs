@@ -17,6 +17,43 @@
 //! | `{Q}:dead:index` | sorted set | task id → time it was dead-lettered (ms), for listing and trimming |
 //! | `{Q}:result:<id>` | string | the task's result record (JSON), with a TTL |
 //! | `{Q}:stats` | hash | counters: processed, succeeded, failed, retried, dead, recovered |
+//!
+//! **Queue names.** The hash tag only works when the name itself has no
+//! braces: Redis Cluster hashes the text between the *first* `{` and the
+//! next `}`, so a queue named `{jobs}` would hash `jobs` for the pending
+//! list but `{jobs` for `{{jobs}}:workers` (slots 9631 and 5350), and every
+//! script would fail in a Cluster. Rather than deriving a second, different
+//! tag (which would hide the problem from operators reading keys),
+//! [`check_queue_name`] rejects an empty name and names containing `{` or
+//! `}` at start-up, with an error that says why.
+
+/// Why a queue name cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueNameError {
+    /// The name is empty.
+    #[error("the queue name is empty; give --queue a name such as task_queue")]
+    Empty,
+    /// The name contains `{` or `}`.
+    #[error(
+        "queue name {0:?} contains '{{' or '}}': Sluice derives its keys as {{QUEUE}}:…, a Redis Cluster hash tag, and braces inside the name would put them in another slot than the queue; choose a name without braces"
+    )]
+    Braces(String),
+}
+
+/// Checks that `queue` can name a queue: not empty, no `{` or `}` (see the
+/// module docs for why).
+///
+/// # Errors
+/// [`QueueNameError`] naming the problem.
+pub fn check_queue_name(queue: &str) -> Result<(), QueueNameError> {
+    if queue.is_empty() {
+        return Err(QueueNameError::Empty);
+    }
+    if queue.contains(['{', '}']) {
+        return Err(QueueNameError::Braces(queue.to_owned()));
+    }
+    Ok(())
+}
 
 /// The keys of one queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +76,8 @@ pub struct QueueKeys {
 }
 
 impl QueueKeys {
-    /// The layout for the queue whose pending list is `queue`.
+    /// The layout for the queue whose pending list is `queue` (which
+    /// [`check_queue_name`] should have accepted; the `sluice` commands check).
     pub fn new(queue: &str) -> QueueKeys {
         let prefix = format!("{{{queue}}}");
         QueueKeys {
@@ -76,5 +114,18 @@ mod tests {
         assert_eq!(k.inflight("w1"), "{task_queue}:inflight:w1");
         assert_eq!(k.result("42"), "{task_queue}:result:42");
         assert_eq!(k.dead_index, "{task_queue}:dead:index");
+    }
+
+    #[test]
+    fn names_that_would_break_the_hash_tag_are_rejected() {
+        assert_eq!(check_queue_name(""), Err(QueueNameError::Empty));
+        for bad in ["{jobs}", "jobs{", "a}b", "{"] {
+            let err = check_queue_name(bad).unwrap_err();
+            assert_eq!(err, QueueNameError::Braces(bad.into()));
+            assert!(err.to_string().contains("hash tag"), "{err}");
+        }
+        for good in ["task_queue", "jobs:high", "q.1", "日本"] {
+            assert_eq!(check_queue_name(good), Ok(()));
+        }
     }
 }
