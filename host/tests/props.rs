@@ -110,7 +110,10 @@ proptest! {
     #[test]
     fn parse_never_panics_on_json(text in json_text()) {
         match Task::parse(text.as_bytes(), 0) {
-            Ok(task) => prop_assert!(text.trim_start().starts_with('{') && !task.id.is_empty()),
+            Ok(task) => {
+                let is_object = text.trim_start().starts_with('{');
+                prop_assert!(is_object && !task.id.is_empty());
+            }
             Err(bad) => assert_named(&bad),
         }
         let _ = Envelope::peek(text.as_bytes());
@@ -205,24 +208,17 @@ proptest! {
         match record::result_value(json.clone(), max) {
             Ok(raw) => {
                 prop_assert!(json.len() <= max);
-                let record = ResultRecord {
-                    id: "t".into(),
-                    task_type: Some("x".into()),
-                    status: Status::Succeeded,
-                    result: Some(raw),
-                    error: None,
-                    attempts: 1,
-                    started_at: 0,
-                    finished_at: 0,
-                    duration_ms: 0,
-                    plugin: None,
-                    plugin_version: None,
-                    plugin_sha256: None,
-                    worker: "w".into(),
-                };
+                // Built from JSON so that fields added later keep this compiling.
+                let mut record: ResultRecord = serde_json::from_value(serde_json::json!({
+                    "id": "t", "task_type": "x", "status": "succeeded", "attempts": 1,
+                    "started_at": 0, "finished_at": 0, "duration_ms": 0, "worker": "w",
+                })).unwrap();
+                prop_assert_eq!(record.status, Status::Succeeded);
+                record.result = Some(raw);
                 let text = serde_json::to_string(&record).unwrap();
                 let back: ResultRecord = serde_json::from_str(&text).unwrap();
-                prop_assert_eq!(back.result.unwrap().get(), json.trim());
+                let result = back.result.unwrap();
+                prop_assert_eq!(result.get(), json.trim());
             }
             Err(error) if json.len() > max => {
                 prop_assert_eq!(error.kind.as_str(), "result_too_large");
