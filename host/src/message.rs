@@ -128,9 +128,22 @@ fn id_from_raw(raw: &str) -> Result<Option<String>, String> {
     }
 }
 
+/// The field of the stand-in Sluice leaves in place of a message longer
+/// than `--max-message-bytes` (see `worker::oversized`):
+/// `{"bytes": n, "limit": n, "excerpt": "…"}`. A message carrying it is
+/// [`BadMessage::TooLarge`].
+pub const TOO_LARGE_MARK: &str = "sluice_too_large";
+
+#[derive(Deserialize)]
+struct TooLargeMark {
+    bytes: usize,
+    limit: usize,
+}
+
 #[derive(Deserialize)]
 struct Wire<'a> {
     task_type: Option<String>,
+    sluice_too_large: Option<TooLargeMark>,
     #[serde(borrow)]
     params: Option<&'a RawValue>,
     id: Option<Id>,
@@ -150,10 +163,14 @@ impl Task {
     /// # Errors
     /// [`BadMessage::Malformed`] for bytes that are not a JSON object or have
     /// a field of the wrong type; [`BadMessage::MissingTaskType`] when
-    /// `task_type` is absent or null.
+    /// `task_type` is absent or null; [`BadMessage::TooLarge`] for the
+    /// stand-in of an oversized message (field [`TOO_LARGE_MARK`]).
     pub fn parse(raw: &[u8], now_ms: u64) -> Result<Task, BadMessage> {
         let wire: Wire<'_> =
             serde_json::from_slice(raw).map_err(|e| BadMessage::Malformed(e.to_string()))?;
+        if let Some(TooLargeMark { bytes, limit }) = wire.sluice_too_large {
+            return Err(BadMessage::TooLarge { bytes, limit });
+        }
         let task_type = wire.task_type.ok_or(BadMessage::MissingTaskType)?;
         let params = match wire.params {
             Some(p) if p.get() != "null" => p.get().to_owned(),

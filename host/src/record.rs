@@ -77,12 +77,14 @@ pub struct DeadLetter {
     pub id: String,
     /// Task type, when the message had one.
     pub task_type: Option<String>,
-    /// The original message text, exactly as it was popped — or only its
-    /// first [`EXCERPT_BYTES`] when it was larger than `--max-message-bytes`
-    /// (kind `too_large`; then `message_bytes` gives its length).
+    /// The original message text, exactly as it was popped — or, for a
+    /// message larger than `--max-message-bytes` (kind `too_large`), the
+    /// stand-in Sluice kept instead: `{"id", "task_type", "reply_to",
+    /// "sluice_too_large": {"bytes", "limit", "excerpt"}}`, the excerpt
+    /// being its first [`EXCERPT_BYTES`].
     pub message: String,
-    /// Length of the original message when `message` holds only its first
-    /// bytes; absent otherwise.
+    /// Length of the original message when `message` is such a stand-in;
+    /// absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_bytes: Option<u64>,
     /// The last error.

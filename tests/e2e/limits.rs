@@ -100,10 +100,24 @@ fn a_message_over_max_message_bytes_is_dead_lettered_unparsed() {
     // The producer hears back on reply_to, as for any failure.
     let reply: Vec<String> = redis.conn().lrange("replies", 0, -1).unwrap();
     assert_eq!(reply.len(), 1);
+    // The dead letter holds a stand-in with the first 1 KiB, not the message.
     let dead = dead_letter(&redis, "big").unwrap();
     assert_eq!(dead["message_bytes"], big.len());
-    let kept = dead["message"].as_str().unwrap();
-    assert!(kept.len() <= 1024 && big.starts_with(kept), "{kept}");
+    let stand_in: serde_json::Value =
+        serde_json::from_str(dead["message"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (&stand_in["id"], &stand_in["reply_to"], &stand_in["sluice_too_large"]["bytes"]),
+        (&json!("big"), &json!("replies"), &json!(big.len()))
+    );
+    let kept = stand_in["sluice_too_large"]["excerpt"].as_str().unwrap();
+    assert!(kept.len() == 1024 && big.starts_with(kept), "{kept}");
+    // Requeued, the stand-in is dead-lettered as too_large again.
+    let mut requeue = sluice();
+    requeue.args(["dead", "requeue", "big", "--redis-url", &redis.url()]);
+    assert_ok(&wait_output(requeue, std::time::Duration::from_secs(30)));
+    assert_ok(&run_burst(&redis, &plugins, &[]));
+    let again = dead_letter(&redis, "big").unwrap();
+    assert_eq!((&again["error"]["kind"], &again["message_bytes"]), (&json!("too_large"), &json!(big.len())));
     // Unparseable and too large: still too_large, under an assigned id.
     let letters = dead_letters(&redis);
     assert_eq!(letters.len(), 2, "{letters:?}");
@@ -111,12 +125,12 @@ fn a_message_over_max_message_bytes_is_dead_lettered_unparsed() {
     assert_eq!(result(&redis, "small").unwrap()["status"], "succeeded");
     // Nothing large stays in Redis: not in flight, not pending.
     assert_eq!(pending(&redis), 0);
-    let used: String = redis::cmd("MEMORY")
+    let used: u64 = redis::cmd("MEMORY")
         .arg("USAGE")
         .arg("{task_queue}:dead")
         .query(&mut redis.conn())
         .unwrap();
-    assert!(used.parse::<u64>().unwrap() < 64 * 1024, "{used}");
+    assert!(used < 64 * 1024, "{used}");
 
     // With a larger limit the same message runs.
     push_raw(&redis, &big.replace("\"big\"", "\"big-2\""));

@@ -4,6 +4,7 @@
 
 mod acks;
 mod lease;
+mod oversized;
 mod process;
 mod retry;
 

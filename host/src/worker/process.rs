@@ -14,7 +14,7 @@ use super::lease::Lease;
 use super::retry::RetryPolicy;
 use crate::message::{self, BadMessage, Envelope, Task};
 use crate::queue::QueueResult;
-use crate::record::{self, DeadLetter, EXCERPT_BYTES, ErrorInfo, ResultRecord, Status, now_ms};
+use crate::record::{self, DeadLetter, ErrorInfo, ResultRecord, Status, now_ms};
 use crate::sandbox::{Plugin, TaskFailure, TaskInput};
 
 /// What became of one message.
@@ -44,10 +44,10 @@ pub async fn process(
     let started_at = now_ms();
     // Shared, not copied, with the acknowledgement that carries it to Redis.
     let raw = Bytes::from(raw);
-    // A message over the limit is neither parsed nor copied: dead-lettered
-    // at once (its first bytes kept), before anything else looks at it.
+    // A message over the limit is neither parsed nor copied: swapped for a
+    // small stand-in and dead-lettered at once (see `oversized`).
     if let Err(bad) = message::check_size(&raw, shared.config.max_message_bytes) {
-        return bad_message(shared, lease, &raw, bad, started_at).await;
+        return oversized(shared, lease, raw, bad, started_at).await;
     }
     let task = match Task::parse(&raw, started_at) {
         Ok(task) => task,
@@ -274,6 +274,31 @@ async fn park(
     .await
 }
 
+/// Swaps an oversized message for its stand-in in the in-flight list,
+/// frees it, and dead-letters the stand-in as `too_large`.
+async fn oversized(
+    shared: &Shared,
+    lease: &Lease,
+    raw: Bytes,
+    bad: BadMessage,
+    started_at: u64,
+) -> Outcome {
+    let envelope = Envelope::peek(&raw);
+    let id = envelope.id.clone().unwrap_or_else(message::new_id);
+    let stand_in =
+        super::oversized::stand_in(&raw, &id, &envelope, shared.config.max_message_bytes);
+    let swapped = with_redis_retry(lease, || {
+        super::oversized::swap(&shared.queue, &lease.worker_id, &raw, &stand_in)
+    })
+    .await;
+    if !swapped {
+        tracing::warn!(id = %id, bytes = raw.len(), "oversized message fenced off: the lease was lost and it may be handled elsewhere");
+        return Outcome::Abandoned;
+    }
+    drop(raw);
+    bad_message(shared, lease, &Bytes::from(stand_in), bad, started_at).await
+}
+
 async fn bad_message(
     shared: &Shared,
     lease: &Lease,
@@ -281,8 +306,8 @@ async fn bad_message(
     bad: BadMessage,
     started_at: u64,
 ) -> Outcome {
-    // A message too large to process may still name its id and reply_to
-    // (read without its params), so its producer hears back.
+    // The stand-in of an oversized message names its id, task_type and
+    // reply_to, so its producer hears back.
     let envelope = match bad {
         BadMessage::TooLarge { .. } => Envelope::peek(raw),
         BadMessage::Malformed(_) | BadMessage::MissingTaskType => Envelope::default(),
@@ -357,17 +382,11 @@ async fn fail_with(
     let plugin = record.plugin.clone().unwrap_or_default();
     ::metrics::counter!("sluice_tasks_failed_total", "task_type" => task_type.clone(), "plugin" => plugin.clone()).increment(1);
     ::metrics::counter!("sluice_tasks_dead_lettered_total", "task_type" => task_type, "plugin" => plugin, "reason" => error.kind.clone()).increment(1);
-    // An oversized message keeps only its first bytes (and its length).
-    let oversized = raw.len() > shared.config.max_message_bytes;
     let letter = DeadLetter {
         id: task.id.clone(),
         task_type: record.task_type.clone(),
-        message: if oversized {
-            record::excerpt(raw, EXCERPT_BYTES)
-        } else {
-            String::from_utf8_lossy(raw).into_owned()
-        },
-        message_bytes: oversized.then_some(raw.len() as u64),
+        message: String::from_utf8_lossy(raw).into_owned(),
+        message_bytes: message_bytes(raw),
         error: error.clone(),
         attempts: record.attempts,
         dead_at: record.finished_at,
@@ -382,6 +401,15 @@ async fn fail_with(
         Outcome::Failed
     } else {
         outcome
+    }
+}
+
+/// The original length of an oversized message's stand-in (its
+/// `sluice_too_large.bytes`); `None` for any other message.
+fn message_bytes(raw: &[u8]) -> Option<u64> {
+    match Task::parse(raw, 0) {
+        Err(BadMessage::TooLarge { bytes, .. }) => Some(bytes as u64),
+        _ => None,
     }
 }
 
