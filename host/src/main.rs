@@ -441,7 +441,9 @@ fn describe(plugin: &Plugin) {
         m.timeout_ms,
         m.memory_bytes,
         m.max_result_bytes
-            .map_or("the worker's --max-result-bytes".to_owned(), |b| format!("{b} bytes")),
+            .map_or("the worker's --max-result-bytes".to_owned(), |b| format!(
+                "{b} bytes"
+            )),
         m.max_log_lines,
         m.max_log_bytes
     );

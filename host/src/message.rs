@@ -111,7 +111,9 @@ struct Id(Option<String>);
 impl<'de> Deserialize<'de> for Id {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = <&RawValue>::deserialize(d)?;
-        id_from_raw(raw.get()).map(Id).map_err(serde::de::Error::custom)
+        id_from_raw(raw.get())
+            .map(Id)
+            .map_err(serde::de::Error::custom)
     }
 }
 

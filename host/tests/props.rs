@@ -42,8 +42,10 @@ fn json_text() -> impl Strategy<Value = String> {
     leaf.prop_recursive(4, 48, 6, |inner| {
         prop_oneof![
             prop::collection::vec((ws(), inner.clone(), ws()), 0..6).prop_map(|items| {
-                let parts: Vec<String> =
-                    items.into_iter().map(|(a, v, b)| format!("{a}{v}{b}")).collect();
+                let parts: Vec<String> = items
+                    .into_iter()
+                    .map(|(a, v, b)| format!("{a}{v}{b}"))
+                    .collect();
                 format!("[{}]", parts.join(","))
             }),
             prop::collection::vec((string_text(), ws(), inner), 0..6).prop_map(|fields| {
@@ -70,7 +72,10 @@ fn message_text() -> impl Strategy<Value = (String, String, String)> {
     )
         .prop_map(|(task_type, params, id, attempts, extra, w)| {
             let mut fields = vec![
-                format!("\"task_type\":{w}{}", serde_json::to_string(&task_type).unwrap()),
+                format!(
+                    "\"task_type\":{w}{}",
+                    serde_json::to_string(&task_type).unwrap()
+                ),
                 format!("\"params\":{w}{params}"),
             ];
             if let Some(id) = id {

@@ -49,12 +49,32 @@ fn hostile_tasks_end_in_named_outcomes_while_ordinary_tasks_keep_flowing() {
         ("loop", "loop_forever", json!({}), Some("timeout")),
         ("memory-bomb", "alloc_forever", json!({}), Some("memory")),
         ("recursion", "recurse", json!({}), Some("trap")),
-        ("passwd", "read_file", json!({"path": "/etc/passwd"}), Some("fatal")),
-        ("escape", "read_file", json!({"path": "/../../etc/passwd"}), Some("fatal")),
+        (
+            "passwd",
+            "read_file",
+            json!({"path": "/etc/passwd"}),
+            Some("fatal"),
+        ),
+        (
+            "escape",
+            "read_file",
+            json!({"path": "/../../etc/passwd"}),
+            Some("fatal"),
+        ),
         ("env", "env_all", json!({}), None),
-        ("stdout-flood", "stdout_flood", json!({"bytes": 4 << 20}), None),
+        (
+            "stdout-flood",
+            "stdout_flood",
+            json!({"bytes": 4 << 20}),
+            None,
+        ),
         ("log-flood", "log_flood", json!({"lines": 100_000}), None),
-        ("huge-result", "huge_result", json!({"bytes": 6 << 20}), Some("result_too_large")),
+        (
+            "huge-result",
+            "huge_result",
+            json!({"bytes": 6 << 20}),
+            Some("result_too_large"),
+        ),
         ("socket", "connect", json!({"addr": addr}), Some("fatal")),
         ("exit", "exit", json!({"code": 3}), Some("trap")),
     ];
@@ -97,7 +117,9 @@ fn hostile_tasks_end_in_named_outcomes_while_ordinary_tasks_keep_flowing() {
         json!({"vars": []})
     );
     assert!(
-        listener.accept().is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
+        listener
+            .accept()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
         "the plugin reached the listener"
     );
 
@@ -108,7 +130,11 @@ fn hostile_tasks_end_in_named_outcomes_while_ordinary_tasks_keep_flowing() {
         .filter(|l| l.contains("log lines dropped"))
         .collect();
     assert_eq!(reports.len(), 1, "reported once: {reports:?}");
-    assert!(reports[0].contains("log-flood"), "with the task id: {}", reports[0]);
+    assert!(
+        reports[0].contains("log-flood"),
+        "with the task id: {}",
+        reports[0]
+    );
     // ~96-byte lines: the 64 KiB budget keeps ~680 of them.
     let dropped: u64 = reports[0]
         .split(" log lines dropped")
@@ -118,7 +144,11 @@ fn hostile_tasks_end_in_named_outcomes_while_ordinary_tasks_keep_flowing() {
         .unwrap_or_else(|| panic!("no count in {}", reports[0]));
     assert!((99_000..100_000).contains(&dropped), "{}", reports[0]);
     let kept = log.lines().filter(|l| l.contains("log flood line")).count() as u64;
-    assert_eq!(kept + dropped, 100_000, "every call is either logged or counted");
+    assert_eq!(
+        kept + dropped,
+        100_000,
+        "every call is either logged or counted"
+    );
     assert!(log.contains("output truncated"));
 
     // Redis: every record small, memory back near the baseline.

@@ -34,7 +34,10 @@ fn a_result_over_max_result_bytes_fails_for_good_and_nothing_large_is_stored() {
         message.contains("6291456 bytes") && message.contains("max_result_bytes = 1048576"),
         "{message}"
     );
-    assert!(message.contains("it begins: \"rrrr"), "first bytes kept: {message}");
+    assert!(
+        message.contains("it begins: \"rrrr"),
+        "first bytes kept: {message}"
+    );
     assert!(strlen(&redis, "{task_queue}:result:huge") < 4096);
     let reply: Vec<String> = redis.conn().lrange("replies", 0, -1).unwrap();
     assert!(reply.len() == 1 && reply[0].len() < 4096, "{reply:?}");
@@ -42,7 +45,10 @@ fn a_result_over_max_result_bytes_fails_for_good_and_nothing_large_is_stored() {
     assert_eq!(dead["error"]["kind"], "result_too_large");
     // Exactly 1 MiB is allowed.
     assert_eq!(result(&redis, "fits").unwrap()["status"], "succeeded");
-    assert_eq!(strlen(&redis, "{task_queue}:result:fits") - (1 << 20) < 1024, true);
+    assert_eq!(
+        strlen(&redis, "{task_queue}:result:fits") - (1 << 20) < 1024,
+        true
+    );
     assert_eq!(result(&redis, "after").unwrap()["status"], "succeeded");
 
     // The worker flag sets the default; a manifest key overrides it per plugin.
@@ -50,7 +56,11 @@ fn a_result_over_max_result_bytes_fails_for_good_and_nothing_large_is_stored() {
         &redis,
         &[json!({"id": "flag", "task_type": "huge_result", "params": {"bytes": 5000}})],
     );
-    assert_ok(&run_burst(&redis, &plugins, &["--max-result-bytes", "4096"]));
+    assert_ok(&run_burst(
+        &redis,
+        &plugins,
+        &["--max-result-bytes", "4096"],
+    ));
     assert_eq!(
         result(&redis, "flag").unwrap()["error"]["kind"],
         "result_too_large"
@@ -79,11 +89,15 @@ fn a_message_over_max_message_bytes_is_dead_lettered_unparsed() {
     let redis = RedisServer::start();
     let plugins = Plugins::new(&[("misbehave", "")]);
     let pad = "p".repeat(2 << 20);
-    let big = json!({"id": "big", "task_type": "version", "reply_to": "replies", "params": {"pad": pad}})
-        .to_string();
+    let big =
+        json!({"id": "big", "task_type": "version", "reply_to": "replies", "params": {"pad": pad}})
+            .to_string();
     push_raw(&redis, &big);
     push_raw(&redis, &format!("not json at all {pad}"));
-    push(&redis, &[json!({"id": "small", "task_type": "echo", "params": {}})]);
+    push(
+        &redis,
+        &[json!({"id": "small", "task_type": "echo", "params": {}})],
+    );
     assert_ok(&run_burst(&redis, &plugins, &[]));
 
     let r = result(&redis, "big").unwrap();
@@ -106,7 +120,11 @@ fn a_message_over_max_message_bytes_is_dead_lettered_unparsed() {
     let stand_in: serde_json::Value =
         serde_json::from_str(dead["message"].as_str().unwrap()).unwrap();
     assert_eq!(
-        (&stand_in["id"], &stand_in["reply_to"], &stand_in["sluice_too_large"]["bytes"]),
+        (
+            &stand_in["id"],
+            &stand_in["reply_to"],
+            &stand_in["sluice_too_large"]["bytes"]
+        ),
         (&json!("big"), &json!("replies"), &json!(big.len()))
     );
     let kept = stand_in["sluice_too_large"]["excerpt"].as_str().unwrap();
@@ -117,7 +135,10 @@ fn a_message_over_max_message_bytes_is_dead_lettered_unparsed() {
     assert_ok(&wait_output(requeue, std::time::Duration::from_secs(30)));
     assert_ok(&run_burst(&redis, &plugins, &[]));
     let again = dead_letter(&redis, "big").unwrap();
-    assert_eq!((&again["error"]["kind"], &again["message_bytes"]), (&json!("too_large"), &json!(big.len())));
+    assert_eq!(
+        (&again["error"]["kind"], &again["message_bytes"]),
+        (&json!("too_large"), &json!(big.len()))
+    );
     // Unparseable and too large: still too_large, under an assigned id.
     let letters = dead_letters(&redis);
     assert_eq!(letters.len(), 2, "{letters:?}");
@@ -204,7 +225,9 @@ fn message_memory() {
             .unwrap()
     };
     let limit = std::time::Duration::from_secs(120);
-    println!("| message MiB | path | worker RSS before MiB | peak MiB | extra MiB | extra / size |");
+    println!(
+        "| message MiB | path | worker RSS before MiB | peak MiB | extra MiB | extra / size |"
+    );
     for mib in [4usize, 16, 64] {
         for processed in [false, true] {
             let max = if processed { "268435456" } else { "1048576" };
@@ -234,7 +257,10 @@ fn message_memory() {
                 extra / mib as f64
             );
             if !processed && mib >= 16 {
-                assert!(extra <= 3.0 * mib as f64, "{extra} MiB for a {mib} MiB message");
+                assert!(
+                    extra <= 3.0 * mib as f64,
+                    "{extra} MiB for a {mib} MiB message"
+                );
             }
             drop(worker);
             let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
