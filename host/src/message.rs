@@ -168,6 +168,11 @@ impl Task {
     /// `task_type` is absent or null; [`BadMessage::TooLarge`] for the
     /// stand-in of an oversized message (field [`TOO_LARGE_MARK`]).
     pub fn parse(raw: &[u8], now_ms: u64) -> Result<Task, BadMessage> {
+        if !is_object(raw) {
+            return Err(BadMessage::Malformed(
+                "the message is not a JSON object".into(),
+            ));
+        }
         let wire: Wire<'_> =
             serde_json::from_slice(raw).map_err(|e| BadMessage::Malformed(e.to_string()))?;
         if let Some(TooLargeMark { bytes, limit }) = wire.sluice_too_large {
@@ -231,6 +236,9 @@ impl Envelope {
     /// field (`params` included) without copying it; all `None` when `raw`
     /// is not a JSON object with fields of the right types.
     pub fn peek(raw: &[u8]) -> Envelope {
+        if !is_object(raw) {
+            return Envelope::default();
+        }
         match serde_json::from_slice::<WireEnvelope>(raw) {
             Ok(w) => Envelope {
                 id: w.id.and_then(|Id(id)| id).filter(|id| !id.is_empty()),
@@ -240,6 +248,14 @@ impl Envelope {
             Err(_) => Envelope::default(),
         }
     }
+}
+
+/// Whether `raw` starts like a JSON object. serde reads a struct from a JSON
+/// array too (by position), which a message must not be.
+fn is_object(raw: &[u8]) -> bool {
+    raw.iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .is_some_and(|&b| b == b'{')
 }
 
 /// A fresh task id: a UUID v7 (time-ordered) in its hyphenated text form.
@@ -350,6 +366,58 @@ mod tests {
         );
         assert!(matches!(
             Task::parse(br#"{"task_type":5}"#, 0),
+            Err(BadMessage::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn numeric_ids_keep_their_text_and_other_types_are_malformed() {
+        let raw = br#"{"task_type":"x","id":123456789012345678901234567890}"#;
+        let t = Task::parse(raw, 0).unwrap();
+        assert_eq!(t.id, "123456789012345678901234567890");
+        let t = Task::parse(br#"{"task_type":"x","id":1.50}"#, 0).unwrap();
+        assert_eq!(t.id, "1.50");
+        for bad in [r#"true"#, r#"[1]"#, r#"{"a":1}"#] {
+            let raw = format!(r#"{{"task_type":"x","id":{bad}}}"#);
+            assert!(
+                matches!(Task::parse(raw.as_bytes(), 0), Err(BadMessage::Malformed(ref m)) if m.contains("\"id\" must be")),
+                "{bad}"
+            );
+        }
+        // The retry rewrite keeps the digits (and params) as written.
+        let out = rewrite(
+            br#"{"id":123456789012345678901234567890, "params":{"n": 1.50}}"#,
+            &[("attempts", 1.into())],
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            r#"{"id":123456789012345678901234567890,"params":{"n": 1.50},"attempts":1}"#
+        );
+    }
+
+    #[test]
+    fn size_check_and_envelope() {
+        assert_eq!(check_size(b"12345", 5), Ok(()));
+        let err = check_size(b"123456", 5).unwrap_err();
+        assert_eq!(
+            (err.kind(), err.to_string().as_str()),
+            (
+                "too_large",
+                "message of 6 bytes is larger than --max-message-bytes = 5"
+            )
+        );
+        let e =
+            Envelope::peek(br#"{"params":{"big":[1,2,3]},"id":7,"task_type":"t","reply_to":""}"#);
+        assert_eq!(
+            (e.id.as_deref(), e.task_type.as_deref(), e.reply_to),
+            (Some("7"), Some("t"), None)
+        );
+        // serde would read a struct from an array by position: not here.
+        assert_eq!(Envelope::peek(b"[1]"), Envelope::default());
+        let positional = r#"["x",null,null,null,null,null,null,null,null,null,null,null,null]"#;
+        assert!(matches!(
+            Task::parse(positional.as_bytes(), 0),
             Err(BadMessage::Malformed(_))
         ));
     }
