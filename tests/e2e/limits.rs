@@ -264,3 +264,30 @@ fn message_memory() {
         }
     }
 }
+
+/// Peak resident memory of a worker running `--concurrency 256` over 512
+/// messages just under the default 1 MiB limit: what the README's worst
+/// case is compared with. Run with
+/// `cargo test -p sluice --test e2e concurrency_memory -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement (prints figures); run it on demand"]
+fn concurrency_memory() {
+    let redis = RedisServer::start();
+    let plugins = Plugins::new(&[("misbehave", "")]);
+    let pad = "p".repeat(1_000_000);
+    let mut c = redis.conn();
+    for i in 0..512 {
+        let m = format!(r#"{{"id":"c{i}","task_type":"echo_size","params":{{"pad":"{pad}"}}}}"#)
+            .replace("echo_size", "version");
+        let _: i64 = c.rpush("task_queue", m).unwrap();
+    }
+    let worker = WorkerProcess::spawn(&redis, &plugins, &["--concurrency", "256"]);
+    let limit = std::time::Duration::from_secs(300);
+    for i in 0..512 {
+        let r = wait_result(&redis, &format!("c{i}"), limit);
+        assert_eq!(r["status"], "succeeded", "{r}");
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", worker.pid())).unwrap();
+    let peak = status.lines().find(|l| l.starts_with("VmHWM")).unwrap();
+    println!("--concurrency 256, 512 messages of ~1 MB: worker {peak}");
+}

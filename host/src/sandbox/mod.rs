@@ -12,7 +12,8 @@
 //!   yields cannot starve it (wasmtime#5056).
 //! - **capabilities**: WASI 0.2 with nothing but what the manifest grants —
 //!   preopened directories, environment variables; no network, no stdin;
-//!   stdout/stderr captured (bounded) into the task's log.
+//!   stdout/stderr captured (bounded) into the task's log, and the host
+//!   `log` function bounded per task (the `log` module).
 //! - **speed**: the pooling allocator with copy-on-write memory images,
 //!   one [`wasmtime::component::Component`] compiled per plugin and an `InstancePre` so a task
 //!   only instantiates (tens of µs).
