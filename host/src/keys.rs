@@ -19,6 +19,43 @@
 //! | `{Q}:stats` | hash | counters: processed, succeeded, failed, retried, dead, recovered, … |
 //! | `{Q}:outbox` | list | replies (`<len>:<reply_to><record>`) no live worker is delivering: left by dead or stopped workers |
 //! | `{Q}:outbox:inflight:<worker>` | hash | `<token>:<reply_to>` → record: replies a worker acknowledged (or claimed from the outbox) and is pushing to `reply_to` |
+//!
+//! **Queue names.** The hash tag only works when the name itself has no
+//! braces: Redis Cluster hashes the text between the *first* `{` and the
+//! next `}`, so a queue named `{jobs}` would hash `jobs` for the pending
+//! list but `{jobs` for `{{jobs}}:workers` (slots 9631 and 5350), and every
+//! script would fail in a Cluster. Rather than deriving a second, different
+//! tag (which would hide the problem from operators reading keys),
+//! [`check_queue_name`] rejects an empty name and names containing `{` or
+//! `}` at start-up, with an error that says why.
+
+/// Why a queue name cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueNameError {
+    /// The name is empty.
+    #[error("the queue name is empty; give --queue a name such as task_queue")]
+    Empty,
+    /// The name contains `{` or `}`.
+    #[error(
+        "queue name {0:?} contains '{{' or '}}': Sluice derives its keys as {{QUEUE}}:…, a Redis Cluster hash tag, and braces inside the name would put them in another slot than the queue; choose a name without braces"
+    )]
+    Braces(String),
+}
+
+/// Checks that `queue` can name a queue: not empty, no `{` or `}` (see the
+/// module docs for why).
+///
+/// # Errors
+/// [`QueueNameError`] naming the problem.
+pub fn check_queue_name(queue: &str) -> Result<(), QueueNameError> {
+    if queue.is_empty() {
+        return Err(QueueNameError::Empty);
+    }
+    if queue.contains(['{', '}']) {
+        return Err(QueueNameError::Braces(queue.to_owned()));
+    }
+    Ok(())
+}
 
 /// The keys of one queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +81,8 @@ pub struct QueueKeys {
 }
 
 impl QueueKeys {
-    /// The layout for the queue whose pending list is `queue`.
+    /// The layout for the queue whose pending list is `queue` (which
+    /// [`check_queue_name`] should have accepted; the `sluice` commands check).
     pub fn new(queue: &str) -> QueueKeys {
         let prefix = format!("{{{queue}}}");
         QueueKeys {
@@ -90,5 +128,18 @@ mod tests {
         assert_eq!(k.dead_index, "{task_queue}:dead:index");
         assert_eq!(k.outbox, "{task_queue}:outbox");
         assert_eq!(k.outbox_inflight("w1"), "{task_queue}:outbox:inflight:w1");
+    }
+
+    #[test]
+    fn names_that_would_break_the_hash_tag_are_rejected() {
+        assert_eq!(check_queue_name(""), Err(QueueNameError::Empty));
+        for bad in ["{jobs}", "jobs{", "a}b", "{"] {
+            let err = check_queue_name(bad).unwrap_err();
+            assert_eq!(err, QueueNameError::Braces(bad.into()));
+            assert!(err.to_string().contains("hash tag"), "{err}");
+        }
+        for good in ["task_queue", "jobs:high", "q.1", "日本"] {
+            assert_eq!(check_queue_name(good), Ok(()));
+        }
     }
 }

@@ -169,6 +169,14 @@ struct WorkerArgs {
     /// TTL of result records, seconds.
     #[arg(long, env = "SLUICE_RESULT_TTL_SECS", default_value_t = 86_400)]
     result_ttl_secs: u64,
+    /// Largest message processed, bytes; a longer one is dead-lettered at
+    /// once with kind too_large (only its first 1 KiB is kept).
+    #[arg(long, env = "SLUICE_MAX_MESSAGE_BYTES", default_value_t = sluice::worker::DEFAULT_MAX_MESSAGE_BYTES)]
+    max_message_bytes: usize,
+    /// Largest plugin result, bytes, unless the plugin's manifest sets
+    /// max_result_bytes; a longer one fails the task with kind result_too_large.
+    #[arg(long, env = "SLUICE_MAX_RESULT_BYTES", default_value_t = sluice::worker::DEFAULT_MAX_RESULT_BYTES)]
+    max_result_bytes: usize,
 }
 
 /// jemalloc instead of the system allocator: a task's message, params,
@@ -216,6 +224,11 @@ fn main() -> anyhow::Result<()> {
 
 async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
+    anyhow::ensure!(
+        args.max_message_bytes > 0 && args.max_result_bytes > 0,
+        "--max-message-bytes and --max-result-bytes must be at least 1"
+    );
+    check_queue_name(&args.queue.queue)?;
     let sandbox = Sandbox::new(SandboxConfig {
         max_instances: u32::try_from(args.concurrency * 2 + 8).unwrap_or(u32::MAX),
         ..SandboxConfig::default()
@@ -247,6 +260,8 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         },
         max_crashes: args.max_crashes,
         unknown_type_grace: Duration::from_millis(args.unknown_type_grace_ms),
+        max_message_bytes: args.max_message_bytes,
+        max_result_bytes: args.max_result_bytes,
         ..WorkerConfig::default()
     };
     let host = std::fs::read_to_string("/etc/hostname")
@@ -323,7 +338,14 @@ async fn result(args: QueueArgs, id: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Rejects a queue name that would break the key layout (see
+/// [`sluice::keys::check_queue_name`]), before anything touches Redis.
+fn check_queue_name(queue: &str) -> anyhow::Result<()> {
+    sluice::keys::check_queue_name(queue).context("invalid --queue (SLUICE_QUEUE)")
+}
+
 async fn connect(args: &QueueArgs) -> anyhow::Result<Queue> {
+    check_queue_name(&args.queue)?;
     Queue::connect(&args.redis_url, &args.queue, Retention::default())
         .await
         .with_context(|| format!("cannot connect to redis at {}", args.redis_url))
@@ -427,8 +449,15 @@ fn describe(plugin: &Plugin) {
     println!("sha256      {}", plugin.sha256());
     println!("task types  {}", plugin.task_types().join(", "));
     println!(
-        "limits      timeout {} ms, memory {} bytes",
-        m.timeout_ms, m.memory_bytes
+        "limits      timeout {} ms, memory {} bytes, result {}, log {} lines / {} bytes per task",
+        m.timeout_ms,
+        m.memory_bytes,
+        m.max_result_bytes
+            .map_or("the worker's --max-result-bytes".to_owned(), |b| format!(
+                "{b} bytes"
+            )),
+        m.max_log_lines,
+        m.max_log_bytes
     );
     match m.instance_reuse {
         1 => println!("instances   a fresh instance per task"),

@@ -16,6 +16,9 @@
 //! backoff_base_ms = 1000       # first retry delay, doubled per attempt
 //! backoff_cap_ms = 3600000     # largest retry delay
 //! instance_reuse = 1           # tasks per instance; > 1 trades isolation for speed
+//! max_result_bytes = 1048576   # largest result (JSON text); default: the worker's --max-result-bytes
+//! max_log_bytes = 65536        # bytes of `log` messages kept per task
+//! max_log_lines = 1000         # `log` calls kept per task
 //!
 //! [[dir]]
 //! host = "data"                # relative paths are relative to the manifest's folder
@@ -32,6 +35,11 @@ use serde::Deserialize;
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 /// Default linear-memory limit per task: 64 MiB.
 pub const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
+/// Default bytes of host `log` messages kept per task: 64 KiB, as for stdout
+/// and stderr.
+pub const DEFAULT_LOG_BYTES: u64 = 64 * 1024;
+/// Default host `log` calls kept per task.
+pub const DEFAULT_LOG_LINES: u32 = 1000;
 
 /// Errors reading a manifest; each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +132,27 @@ pub struct Manifest {
     /// [`MAX_INSTANCE_REUSE`].
     #[serde(default = "default_instance_reuse")]
     pub instance_reuse: u32,
+    /// Largest result (the JSON text `handle` returns) in bytes; a larger one
+    /// fails the task with kind `result_too_large`. The worker's
+    /// `--max-result-bytes` (1 MiB) when absent.
+    #[serde(default)]
+    pub max_result_bytes: Option<u64>,
+    /// Bytes of host `log` messages written to the worker's log per task
+    /// (default [`DEFAULT_LOG_BYTES`]); the rest are dropped and counted.
+    #[serde(default = "default_log_bytes")]
+    pub max_log_bytes: u64,
+    /// Host `log` calls written to the worker's log per task (default
+    /// [`DEFAULT_LOG_LINES`]); the rest are dropped and counted.
+    #[serde(default = "default_log_lines")]
+    pub max_log_lines: u32,
+}
+
+fn default_log_bytes() -> u64 {
+    DEFAULT_LOG_BYTES
+}
+
+fn default_log_lines() -> u32 {
+    DEFAULT_LOG_LINES
 }
 
 /// Largest accepted [`Manifest::instance_reuse`]: bounds how long one
@@ -155,6 +184,9 @@ impl Default for Manifest {
             backoff_base_ms: None,
             backoff_cap_ms: None,
             instance_reuse: 1,
+            max_result_bytes: None,
+            max_log_bytes: DEFAULT_LOG_BYTES,
+            max_log_lines: DEFAULT_LOG_LINES,
         }
     }
 }
@@ -167,8 +199,8 @@ impl Manifest {
     ///
     /// # Errors
     /// [`ManifestError`] when the file cannot be read, is not valid TOML, has
-    /// unknown keys, a zero timeout or memory limit, a read-only directory
-    /// that does not exist, or a guest path that is not absolute.
+    /// unknown keys, a zero timeout, memory or result limit, a read-only
+    /// directory that does not exist, or a guest path that is not absolute.
     pub fn load_or_default(path: &Path) -> Result<Manifest, ManifestError> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
@@ -180,16 +212,29 @@ impl Manifest {
                 });
             }
         };
+        Manifest::parse(&text, path)
+    }
+
+    /// Parses manifest `text` read from `path` (which names the file in
+    /// errors and anchors relative `dir.host` paths), with the checks of
+    /// [`Manifest::load_or_default`]. Read-write directories are created.
+    ///
+    /// # Errors
+    /// [`ManifestError::Invalid`], never a panic, for any text.
+    pub fn parse(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
         let invalid = |message: String| ManifestError::Invalid {
             path: path.to_owned(),
             message,
         };
-        let mut manifest: Manifest = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let mut manifest: Manifest = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         if manifest.timeout_ms == 0 {
             return Err(invalid("timeout_ms must be greater than 0".into()));
         }
         if manifest.memory_bytes == 0 {
             return Err(invalid("memory_bytes must be greater than 0".into()));
+        }
+        if manifest.max_result_bytes == Some(0) {
+            return Err(invalid("max_result_bytes must be greater than 0".into()));
         }
         if !(1..=MAX_INSTANCE_REUSE).contains(&manifest.instance_reuse) {
             return Err(invalid(format!(

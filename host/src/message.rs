@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | `task_type` | string, required | routes the task to the plugin claiming it |
 //! | `params` | any JSON, default `{}` | handed to the plugin as JSON text, byte for byte |
-//! | `id` | string or integer | task id; assigned (UUID v7) when absent |
+//! | `id` | string or number | task id; assigned (UUID v7) when absent; a number keeps its text exactly (`123456789012345678901234567890` stays so) |
 //! | `reply_to` | string | a list key: the result record is `RPUSH`ed there |
 //! | `max_retries` | integer | retries allowed after the first attempt |
 //! | `delay_ms` | integer | do not run before enqueue time + this many ms |
@@ -18,6 +18,11 @@
 //! | `unroutable_since` | integer | Unix ms when Sluice first found no plugin for the type (written by Sluice) |
 //!
 //! Unknown fields are kept untouched (they travel with retries and dead letters).
+//!
+//! A message longer than the worker's `--max-message-bytes` is never parsed
+//! in full: [`check_size`] rejects it and [`Envelope::peek`] reads only its
+//! `id`, `task_type` and `reply_to` (skipping `params` without copying it),
+//! so that its dead letter and result record carry the producer's id.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -61,18 +66,86 @@ pub enum BadMessage {
     /// The object has no `task_type` field.
     #[error("message has no \"task_type\" field")]
     MissingTaskType,
+    /// The message is longer than the worker's `--max-message-bytes`.
+    #[error("message of {bytes} bytes is larger than --max-message-bytes = {limit}")]
+    TooLarge {
+        /// Length of the message, bytes.
+        bytes: usize,
+        /// The limit it broke, bytes.
+        limit: usize,
+    },
 }
 
+impl BadMessage {
+    /// The error kind written to the result record and the dead letter:
+    /// `malformed`, `missing_task_type` or `too_large`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BadMessage::Malformed(_) => "malformed",
+            BadMessage::MissingTaskType => "missing_task_type",
+            BadMessage::TooLarge { .. } => "too_large",
+        }
+    }
+}
+
+/// Rejects a message longer than `limit` bytes before anything parses or
+/// copies it.
+///
+/// # Errors
+/// [`BadMessage::TooLarge`] when `raw.len() > limit`.
+pub fn check_size(raw: &[u8], limit: usize) -> Result<(), BadMessage> {
+    if raw.len() > limit {
+        return Err(BadMessage::TooLarge {
+            bytes: raw.len(),
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// A task id as the producer wrote it: a JSON string, or a JSON number kept
+/// as its exact text (no `u64`/`f64` round trip, so
+/// `123456789012345678901234567890` is not turned into `1.2345678901234568e29`).
+struct Id(Option<String>);
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <&RawValue>::deserialize(d)?;
+        id_from_raw(raw.get())
+            .map(Id)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The id text of a raw JSON `id` value: a string's contents, a number's
+/// text; `None` for `null`.
+fn id_from_raw(raw: &str) -> Result<Option<String>, String> {
+    match raw.as_bytes().first() {
+        Some(b'"') => serde_json::from_str::<String>(raw)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        Some(b'-' | b'0'..=b'9') => Ok(Some(raw.to_owned())),
+        _ if raw == "null" => Ok(None),
+        _ => Err(format!("\"id\" must be a string or a number, not {raw}")),
+    }
+}
+
+/// The field of the stand-in Sluice leaves in place of a message longer
+/// than `--max-message-bytes` (see `worker::oversized`):
+/// `{"bytes": n, "limit": n, "excerpt": "…"}`. A message carrying it is
+/// [`BadMessage::TooLarge`].
+pub const TOO_LARGE_MARK: &str = "sluice_too_large";
+
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum Id {
-    Text(String),
-    Number(serde_json::Number),
+struct TooLargeMark {
+    bytes: usize,
+    limit: usize,
 }
 
 #[derive(Deserialize)]
 struct Wire<'a> {
     task_type: Option<String>,
+    sluice_too_large: Option<TooLargeMark>,
     #[serde(borrow)]
     params: Option<&'a RawValue>,
     id: Option<Id>,
@@ -92,18 +165,26 @@ impl Task {
     /// # Errors
     /// [`BadMessage::Malformed`] for bytes that are not a JSON object or have
     /// a field of the wrong type; [`BadMessage::MissingTaskType`] when
-    /// `task_type` is absent or null.
+    /// `task_type` is absent or null; [`BadMessage::TooLarge`] for the
+    /// stand-in of an oversized message (field [`TOO_LARGE_MARK`]).
     pub fn parse(raw: &[u8], now_ms: u64) -> Result<Task, BadMessage> {
+        if !is_object(raw) {
+            return Err(BadMessage::Malformed(
+                "the message is not a JSON object".into(),
+            ));
+        }
         let wire: Wire<'_> =
             serde_json::from_slice(raw).map_err(|e| BadMessage::Malformed(e.to_string()))?;
+        if let Some(TooLargeMark { bytes, limit }) = wire.sluice_too_large {
+            return Err(BadMessage::TooLarge { bytes, limit });
+        }
         let task_type = wire.task_type.ok_or(BadMessage::MissingTaskType)?;
         let params = match wire.params {
             Some(p) if p.get() != "null" => p.get().to_owned(),
             _ => "{}".to_owned(),
         };
         let (id, id_assigned) = match wire.id {
-            Some(Id::Text(s)) if !s.is_empty() => (s, false),
-            Some(Id::Number(n)) => (n.to_string(), false),
+            Some(Id(Some(s))) if !s.is_empty() => (s, false),
             _ => (new_id(), true),
         };
         let not_before_ms = match (wire.run_at, wire.delay_ms) {
@@ -128,28 +209,109 @@ impl Task {
     }
 }
 
+/// The routing fields of a message, read without `params`: what a message
+/// too large to process still tells about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Envelope {
+    /// The producer's `id`, when it gave a usable one.
+    pub id: Option<String>,
+    /// The `task_type`, when present and a string.
+    pub task_type: Option<String>,
+    /// The `reply_to` list, when present, a string and not empty.
+    pub reply_to: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireEnvelope {
+    #[serde(default)]
+    id: Option<Id>,
+    #[serde(default)]
+    task_type: Option<String>,
+    #[serde(default)]
+    reply_to: Option<String>,
+}
+
+impl Envelope {
+    /// Reads `id`, `task_type` and `reply_to` of `raw`, skipping every other
+    /// field (`params` included) without copying it; all `None` when `raw`
+    /// is not a JSON object with fields of the right types.
+    pub fn peek(raw: &[u8]) -> Envelope {
+        if !is_object(raw) {
+            return Envelope::default();
+        }
+        match serde_json::from_slice::<WireEnvelope>(raw) {
+            Ok(w) => Envelope {
+                id: w.id.and_then(|Id(id)| id).filter(|id| !id.is_empty()),
+                task_type: w.task_type,
+                reply_to: w.reply_to.filter(|r| !r.is_empty()),
+            },
+            Err(_) => Envelope::default(),
+        }
+    }
+}
+
+/// Whether `raw` starts like a JSON object. serde reads a struct from a JSON
+/// array too (by position), which a message must not be.
+fn is_object(raw: &[u8]) -> bool {
+    raw.iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .is_some_and(|&b| b == b'{')
+}
+
 /// A fresh task id: a UUID v7 (time-ordered) in its hyphenated text form.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
 /// Re-encodes `raw` (a JSON object) with the given fields set (a `null`
-/// value removes the field), keeping every other field and their order. Used to write retries and delayed tasks back
-/// to Redis with their `id` and `attempts`, so they survive the round trip.
+/// value removes the field), keeping every other field and their order.
+/// Used to write retries and delayed tasks back to Redis with their `id` and
+/// `attempts`, so they survive the round trip.
+///
+/// Every kept field's value is copied as the producer wrote it (its JSON
+/// text, not a parsed and re-printed value), so `params` stays byte for byte
+/// and a large numeric `id` keeps its digits; only the whitespace between
+/// top-level fields is dropped. A field given twice keeps its first position
+/// and its last value (as `serde_json` reads it).
 ///
 /// # Errors
 /// [`BadMessage::Malformed`] when `raw` is not a JSON object.
 pub fn rewrite(raw: &[u8], fields: &[(&str, serde_json::Value)]) -> Result<String, BadMessage> {
-    let mut object: serde_json::Map<String, serde_json::Value> =
+    let mut object: indexmap::IndexMap<String, &RawValue> =
         serde_json::from_slice(raw).map_err(|e| BadMessage::Malformed(e.to_string()))?;
+    let set: Vec<(&str, String)> = fields
+        .iter()
+        .filter(|(_, value)| !value.is_null())
+        .map(|(name, value)| (*name, value.to_string()))
+        .collect();
     for (name, value) in fields {
         if value.is_null() {
             object.shift_remove(*name);
-        } else {
-            object.insert((*name).to_owned(), value.clone());
         }
     }
-    Ok(serde_json::Value::Object(object).to_string())
+    let mut out = String::with_capacity(raw.len() + 64);
+    out.push('{');
+    let mut push = |name: &str, value: &str| {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(name).expect("a string serializes"));
+        out.push(':');
+        out.push_str(value);
+    };
+    for (name, value) in &object {
+        match set.iter().find(|(n, _)| n == name) {
+            Some((_, new)) => push(name, new),
+            None => push(name, value.get()),
+        }
+    }
+    for (name, value) in &set {
+        if !object.contains_key(*name) {
+            push(name, value);
+        }
+    }
+    out.push('}');
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -204,6 +366,58 @@ mod tests {
         );
         assert!(matches!(
             Task::parse(br#"{"task_type":5}"#, 0),
+            Err(BadMessage::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn numeric_ids_keep_their_text_and_other_types_are_malformed() {
+        let raw = br#"{"task_type":"x","id":123456789012345678901234567890}"#;
+        let t = Task::parse(raw, 0).unwrap();
+        assert_eq!(t.id, "123456789012345678901234567890");
+        let t = Task::parse(br#"{"task_type":"x","id":1.50}"#, 0).unwrap();
+        assert_eq!(t.id, "1.50");
+        for bad in [r#"true"#, r#"[1]"#, r#"{"a":1}"#] {
+            let raw = format!(r#"{{"task_type":"x","id":{bad}}}"#);
+            assert!(
+                matches!(Task::parse(raw.as_bytes(), 0), Err(BadMessage::Malformed(ref m)) if m.contains("\"id\" must be")),
+                "{bad}"
+            );
+        }
+        // The retry rewrite keeps the digits (and params) as written.
+        let out = rewrite(
+            br#"{"id":123456789012345678901234567890, "params":{"n": 1.50}}"#,
+            &[("attempts", 1.into())],
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            r#"{"id":123456789012345678901234567890,"params":{"n": 1.50},"attempts":1}"#
+        );
+    }
+
+    #[test]
+    fn size_check_and_envelope() {
+        assert_eq!(check_size(b"12345", 5), Ok(()));
+        let err = check_size(b"123456", 5).unwrap_err();
+        assert_eq!(
+            (err.kind(), err.to_string().as_str()),
+            (
+                "too_large",
+                "message of 6 bytes is larger than --max-message-bytes = 5"
+            )
+        );
+        let e =
+            Envelope::peek(br#"{"params":{"big":[1,2,3]},"id":7,"task_type":"t","reply_to":""}"#);
+        assert_eq!(
+            (e.id.as_deref(), e.task_type.as_deref(), e.reply_to),
+            (Some("7"), Some("t"), None)
+        );
+        // serde would read a struct from an array by position: not here.
+        assert_eq!(Envelope::peek(b"[1]"), Envelope::default());
+        let positional = r#"["x",null,null,null,null,null,null,null,null,null,null,null,null]"#;
+        assert!(matches!(
+            Task::parse(positional.as_bytes(), 0),
             Err(BadMessage::Malformed(_))
         ));
     }

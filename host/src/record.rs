@@ -19,7 +19,9 @@ pub enum Status {
 /// Kinds: `malformed`, `missing_task_type`, `unknown_task_type` (the message
 /// could not be routed); `retryable`, `fatal`, `trap`, `timeout`, `memory`,
 /// `interrupted`, `sandbox` (the sandbox, see `sandbox::TaskFailure`);
-/// `poison` (in flight on too many workers that crashed).
+/// `poison` (in flight on too many workers that crashed); `too_large` (the
+/// message is longer than `--max-message-bytes`), `result_too_large` (the
+/// result is longer than `max_result_bytes`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorInfo {
     /// Stable name of the case.
@@ -75,8 +77,16 @@ pub struct DeadLetter {
     pub id: String,
     /// Task type, when the message had one.
     pub task_type: Option<String>,
-    /// The original message text, exactly as it was popped.
+    /// The original message text, exactly as it was popped — or, for a
+    /// message larger than `--max-message-bytes` (kind `too_large`), the
+    /// stand-in Sluice kept instead: `{"id", "task_type", "reply_to",
+    /// "sluice_too_large": {"bytes", "limit", "excerpt"}}`, the excerpt
+    /// being its first [`EXCERPT_BYTES`].
     pub message: String,
+    /// Length of the original message when `message` is such a stand-in;
+    /// absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_bytes: Option<u64>,
     /// The last error.
     pub error: ErrorInfo,
     /// Attempts made.
@@ -85,6 +95,52 @@ pub struct DeadLetter {
     pub dead_at: u64,
     /// Worker that dead-lettered it.
     pub worker: String,
+}
+
+/// Bytes of an oversized message or result kept for people to see.
+pub const EXCERPT_BYTES: usize = 1024;
+
+/// The first `max` bytes of `bytes` as text: cut back to a UTF-8 character
+/// boundary, invalid UTF-8 replaced (lossy).
+pub fn excerpt(bytes: &[u8], max: usize) -> String {
+    let mut end = bytes.len().min(max);
+    if end < bytes.len() {
+        // Do not split a character: back off continuation bytes (0b10xxxxxx),
+        // at most three (the longest UTF-8 character is four bytes).
+        let floor = end.saturating_sub(3);
+        while end > floor && bytes[end] & 0xc0 == 0x80 {
+            end -= 1;
+        }
+    }
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// Checks a plugin's result before it becomes part of a record: it must be
+/// at most `max_bytes` long and valid JSON. Returns it unchanged (no copy,
+/// no re-printing) as the record's `result`.
+///
+/// # Errors
+/// An [`ErrorInfo`] of kind `result_too_large` (its message keeps the first
+/// [`EXCERPT_BYTES`] of the result) or `fatal` (not JSON). Both are
+/// permanent: the task is dead-lettered.
+pub fn result_value(
+    json: String,
+    max_bytes: usize,
+) -> Result<Box<serde_json::value::RawValue>, ErrorInfo> {
+    if json.len() > max_bytes {
+        return Err(ErrorInfo {
+            kind: "result_too_large".into(),
+            message: format!(
+                "the plugin returned a result of {} bytes, more than max_result_bytes = {max_bytes}; it begins: {}",
+                json.len(),
+                excerpt(json.as_bytes(), EXCERPT_BYTES)
+            ),
+        });
+    }
+    serde_json::value::RawValue::from_string(json).map_err(|e| ErrorInfo {
+        kind: "fatal".into(),
+        message: format!("the plugin returned invalid JSON: {e}"),
+    })
 }
 
 /// Current Unix time in milliseconds.

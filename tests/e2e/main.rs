@@ -6,7 +6,9 @@ mod harness;
 
 mod bad_input;
 mod delivery;
+mod hostile;
 mod hot_reload;
+mod limits;
 mod local_run;
 mod main_job;
 mod polyglot;

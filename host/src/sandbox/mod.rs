@@ -12,13 +12,15 @@
 //!   yields cannot starve it (wasmtime#5056).
 //! - **capabilities**: WASI 0.2 with nothing but what the manifest grants —
 //!   preopened directories, environment variables; no network, no stdin;
-//!   stdout/stderr captured (bounded) into the task's log.
+//!   stdout/stderr captured (bounded) into the task's log, and the host
+//!   `log` function bounded per task (the `log` module).
 //! - **speed**: the pooling allocator with copy-on-write memory images,
 //!   one [`wasmtime::component::Component`] compiled per plugin and an `InstancePre` so a task
 //!   only instantiates (tens of µs).
 
 mod bindings;
 mod compile;
+mod log;
 mod output;
 mod plugin;
 mod state;
@@ -40,6 +42,7 @@ pub use plugin::{LoadError, NativeHandler, Plugin, sha256_hex};
 pub use state::CancelToken;
 
 use bindings::{WitTask, WitTaskError};
+use log::LogBudget;
 use state::{Cancelled, DeadlinePassed, MemoryLimitExceeded, TaskState};
 use warm::{Sandboxed, WarmPool};
 
@@ -280,6 +283,7 @@ impl Sandbox {
         };
         log_output("stdout", &sandboxed.stdout);
         log_output("stderr", &sandboxed.stderr);
+        report_dropped_logs(task.id, &mut sandboxed.store.data_mut().log);
         // Only an instance whose guest returned is reused: after a trap or an
         // interruption its state is unknown (and wasmtime refuses re-entry).
         sandboxed.runs += 1;
@@ -333,6 +337,7 @@ impl Sandbox {
             memory_exceeded: false,
             deadline: Instant::now(),
             cancel: CancelToken::default(),
+            log: LogBudget::new(manifest.max_log_bytes, manifest.max_log_lines),
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| s);
@@ -406,6 +411,22 @@ fn log_output(stream: &str, output: &CapturedOutput) {
     }
     if truncated {
         tracing::warn!(target: "sluice::plugin", stream, "output truncated (limit reached)");
+    }
+}
+
+/// Reports, once per task, the host `log` calls its budget dropped.
+fn report_dropped_logs(task_id: &str, budget: &mut LogBudget) {
+    let dropped = budget.take_dropped();
+    if dropped > 0 {
+        let (max_bytes, max_lines) = budget.limits();
+        tracing::warn!(
+            target: "sluice::plugin",
+            task_id,
+            dropped,
+            max_log_lines = max_lines,
+            max_log_bytes = max_bytes,
+            "{dropped} log lines dropped (the task's log limit was reached)"
+        );
     }
 }
 

@@ -10,6 +10,7 @@ use wasmtime::{ResourceLimiter, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{self, Level};
+use super::log::LogBudget;
 
 /// Table elements one instance may grow to (Python components need tens of thousands).
 const MAX_TABLE_ELEMENTS: usize = 1_000_000;
@@ -61,6 +62,8 @@ pub(crate) struct TaskState {
     /// Wall-clock deadline, checked at every epoch tick.
     pub(crate) deadline: Instant,
     pub(crate) cancel: CancelToken,
+    /// What is left of the task's `log` budget (manifest `max_log_bytes`, `max_log_lines`).
+    pub(crate) log: LogBudget,
 }
 
 impl TaskState {
@@ -122,6 +125,10 @@ impl ResourceLimiter for TaskState {
 
 impl bindings::sluice::plugin::host::Host for TaskState {
     fn log(&mut self, level: Level, message: String) {
+        // Bounded per task; the sandbox reports what was dropped.
+        let Some(message) = self.log.admit(&message) else {
+            return;
+        };
         // The worker runs each task inside a span carrying the task id, task
         // type and plugin, so these lines are tagged without repeating them.
         match level {

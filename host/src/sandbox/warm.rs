@@ -39,6 +39,7 @@ impl Sandboxed {
         state.deadline = Instant::now() + timeout;
         state.cancel = cancel.clone();
         state.memory_exceeded = false;
+        state.log.reset();
         self.store.set_epoch_deadline(1);
     }
 }

@@ -4,6 +4,7 @@
 
 mod acks;
 mod lease;
+mod oversized;
 mod process;
 mod replies;
 mod retry;
@@ -51,7 +52,21 @@ pub struct WorkerConfig {
     /// How long a task whose type no plugin handles waits for one to be
     /// deployed before it is dead-lettered (default 5 min).
     pub unknown_type_grace: Duration,
+    /// Largest message processed, bytes (default [`DEFAULT_MAX_MESSAGE_BYTES`]);
+    /// a longer one is dead-lettered at once with kind `too_large`, unparsed.
+    /// `--max-message-bytes`; a per-tenant setting of the same name can
+    /// replace it in the worker serving that tenant.
+    pub max_message_bytes: usize,
+    /// Largest plugin result, bytes, for plugins whose manifest sets no
+    /// `max_result_bytes` (default [`DEFAULT_MAX_RESULT_BYTES`]); a longer
+    /// one fails the task with kind `result_too_large`. `--max-result-bytes`.
+    pub max_result_bytes: usize,
 }
+
+/// Default [`WorkerConfig::max_message_bytes`]: 1 MiB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
+/// Default [`WorkerConfig::max_result_bytes`]: 1 MiB.
+pub const DEFAULT_MAX_RESULT_BYTES: usize = 1 << 20;
 
 impl Default for WorkerConfig {
     fn default() -> Self {
@@ -66,6 +81,8 @@ impl Default for WorkerConfig {
             max_crashes: 3,
             grace: Duration::from_secs(30),
             unknown_type_grace: Duration::from_secs(300),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
         }
     }
 }

@@ -12,9 +12,9 @@ use super::Shared;
 use super::acks::AckRequest;
 use super::lease::Lease;
 use super::retry::RetryPolicy;
-use crate::message::{self, BadMessage, Task};
+use crate::message::{self, BadMessage, Envelope, Task};
 use crate::queue::QueueResult;
-use crate::record::{DeadLetter, ErrorInfo, ResultRecord, Status, now_ms};
+use crate::record::{self, DeadLetter, ErrorInfo, ResultRecord, Status, now_ms};
 use crate::sandbox::{Plugin, TaskFailure, TaskInput};
 
 /// What became of one message.
@@ -44,6 +44,11 @@ pub async fn process(
     let started_at = now_ms();
     // Shared, not copied, with the acknowledgement that carries it to Redis.
     let raw = Bytes::from(raw);
+    // A message over the limit is neither parsed nor copied: swapped for a
+    // small stand-in and dead-lettered at once (see `oversized`).
+    if let Err(bad) = message::check_size(&raw, shared.config.max_message_bytes) {
+        return oversized(shared, lease, raw, bad, started_at).await;
+    }
     let task = match Task::parse(&raw, started_at) {
         Ok(task) => task,
         Err(bad) => return bad_message(shared, lease, &raw, bad, started_at).await,
@@ -96,10 +101,15 @@ async fn run(
         .await
         .expect("the semaphore is never closed");
     drop(slot);
-    let outcome = outcome.and_then(|json| {
-        serde_json::value::RawValue::from_string(json)
-            .map_err(|e| TaskFailure::Fatal(format!("the plugin returned invalid JSON: {e}")))
-    });
+    // Bounded and valid JSON, or a permanent failure (`result_too_large`,
+    // `fatal`): nothing large is written to Redis.
+    let max_result = plugin
+        .manifest()
+        .max_result_bytes
+        .map_or(shared.config.max_result_bytes, |b| {
+            usize::try_from(b).unwrap_or(usize::MAX)
+        });
+    let outcome = outcome.map(|json| record::result_value(json, max_result));
     let finished_at = now_ms();
     ::metrics::histogram!("sluice_task_duration_seconds", &labels)
         .record(finished_at.saturating_sub(started_at) as f64 / 1e3);
@@ -119,7 +129,8 @@ async fn run(
         worker: lease.worker_id.to_string(),
     };
     match outcome {
-        Ok(result) => {
+        Ok(Err(error)) => fail_with(shared, lease, raw, task, record, error).await,
+        Ok(Ok(result)) => {
             record.result = Some(result);
             tracing::info!(attempt, duration_ms = record.duration_ms, "task succeeded");
             ::metrics::counter!("sluice_tasks_succeeded_total", &labels).increment(1);
@@ -263,6 +274,31 @@ async fn park(
     .await
 }
 
+/// Swaps an oversized message for its stand-in in the in-flight list,
+/// frees it, and dead-letters the stand-in as `too_large`.
+async fn oversized(
+    shared: &Shared,
+    lease: &Lease,
+    raw: Bytes,
+    bad: BadMessage,
+    started_at: u64,
+) -> Outcome {
+    let envelope = Envelope::peek(&raw);
+    let id = envelope.id.clone().unwrap_or_else(message::new_id);
+    let stand_in =
+        super::oversized::stand_in(&raw, &id, &envelope, shared.config.max_message_bytes);
+    let swapped = with_redis_retry(lease, || {
+        super::oversized::swap(&shared.queue, &lease.worker_id, &raw, &stand_in)
+    })
+    .await;
+    if !swapped {
+        tracing::warn!(id = %id, bytes = raw.len(), "oversized message fenced off: the lease was lost and it may be handled elsewhere");
+        return Outcome::Abandoned;
+    }
+    drop(raw);
+    bad_message(shared, lease, &Bytes::from(stand_in), bad, started_at).await
+}
+
 async fn bad_message(
     shared: &Shared,
     lease: &Lease,
@@ -270,18 +306,22 @@ async fn bad_message(
     bad: BadMessage,
     started_at: u64,
 ) -> Outcome {
-    let id = message::new_id();
-    let kind = match bad {
-        BadMessage::Malformed(_) => "malformed",
-        BadMessage::MissingTaskType => "missing_task_type",
+    // The stand-in of an oversized message names its id, task_type and
+    // reply_to, so its producer hears back.
+    let envelope = match bad {
+        BadMessage::TooLarge { .. } => Envelope::peek(raw),
+        BadMessage::Malformed(_) | BadMessage::MissingTaskType => Envelope::default(),
     };
-    let span = tracing::info_span!("task", id = %id, task_type = "-", plugin = "-");
+    let id_assigned = envelope.id.is_none();
+    let id = envelope.id.unwrap_or_else(message::new_id);
+    let task_type = envelope.task_type.unwrap_or_default();
+    let span = tracing::info_span!("task", id = %id, task_type = %if task_type.is_empty() { "-" } else { &task_type }, plugin = "-");
     let task = Task {
         id,
-        id_assigned: true,
-        task_type: String::new(),
+        id_assigned,
+        task_type,
         params: String::new(),
-        reply_to: None,
+        reply_to: envelope.reply_to,
         attempts: 0,
         max_retries: None,
         backoff_base_ms: None,
@@ -291,7 +331,7 @@ async fn bad_message(
         has_delay_ms: false,
     };
     let error = ErrorInfo {
-        kind: kind.into(),
+        kind: bad.kind().into(),
         message: bad.to_string(),
     };
     fail(shared, lease, raw, &task, None, error, started_at)
@@ -346,6 +386,7 @@ async fn fail_with(
         id: task.id.clone(),
         task_type: record.task_type.clone(),
         message: String::from_utf8_lossy(raw).into_owned(),
+        message_bytes: message_bytes(raw),
         error: error.clone(),
         attempts: record.attempts,
         dead_at: record.finished_at,
@@ -360,6 +401,15 @@ async fn fail_with(
         Outcome::Failed
     } else {
         outcome
+    }
+}
+
+/// The original length of an oversized message's stand-in (its
+/// `sluice_too_large.bytes`); `None` for any other message.
+fn message_bytes(raw: &[u8]) -> Option<u64> {
+    match Task::parse(raw, 0) {
+        Err(BadMessage::TooLarge { bytes, .. }) => Some(bytes as u64),
+        _ => None,
     }
 }
 

@@ -14,6 +14,13 @@
 //! | `attempt`       | `{"succeed_on": 3}`        | `retryable("attempt N of M")` until attempt >= M, then `{"attempt": N}` |
 //! | `version`       | —                          | `{"version": "v1"}`                                       |
 //! | `count`         | —                          | `{"count": n}`: calls so far in this instance (1 in a fresh one) |
+//! | `recurse`       | —                          | recurses without end (stack overflow: a trap)             |
+//! | `env_all`       | —                          | `{"vars": ["NAME", ...]}`: every variable it can see      |
+//! | `stdout_flood`  | `{"bytes": n}`             | prints n bytes of lines to stdout, then `{"printed": n}`  |
+//! | `log_flood`     | `{"lines": n}`             | n host `log` calls of ~100 bytes, then `{"logged": n}`    |
+//! | `huge_result`   | `{"bytes": n}`             | returns a JSON string of n bytes                          |
+//! | `connect`       | `{"addr": "127.0.0.1:80"}` | opens a TCP connection: `{"connected": true}` or `fatal(<io error>)` |
+//! | `exit`          | `{"code": 3}`              | calls `std::process::exit(code)`                          |
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +31,7 @@ use serde_json::json;
 use sluice_guest::{Plugin, Task, TaskError};
 
 /// Every task type this plugin handles.
-pub const TASK_TYPES: [&str; 12] = [
+pub const TASK_TYPES: [&str; 19] = [
     "echo",
     "fail_retryable",
     "fail_fatal",
@@ -37,6 +44,13 @@ pub const TASK_TYPES: [&str; 12] = [
     "attempt",
     "version",
     "count",
+    "recurse",
+    "env_all",
+    "stdout_flood",
+    "log_flood",
+    "huge_result",
+    "connect",
+    "exit",
 ];
 
 /// The version this build reports (`version` task); hot-reload tests build a
@@ -64,6 +78,26 @@ struct SpinParams {
 #[derive(Deserialize)]
 struct AttemptParams {
     succeed_on: u32,
+}
+
+#[derive(Deserialize)]
+struct BytesParams {
+    bytes: usize,
+}
+
+#[derive(Deserialize)]
+struct LinesParams {
+    lines: u64,
+}
+
+#[derive(Deserialize)]
+struct AddrParams {
+    addr: String,
+}
+
+#[derive(Deserialize)]
+struct CodeParams {
+    code: i32,
 }
 
 impl Plugin for Misbehave {
@@ -114,6 +148,41 @@ impl Plugin for Misbehave {
                 static CALLS: AtomicU64 = AtomicU64::new(0);
                 Ok(json!({ "count": CALLS.fetch_add(1, Ordering::Relaxed) + 1 }))
             }
+            "recurse" => Ok(json!({ "depth": recurse(0) })),
+            "env_all" => {
+                let vars: Vec<String> = std::env::vars().map(|(name, _)| name).collect();
+                Ok(json!({ "vars": vars }))
+            }
+            "stdout_flood" => {
+                let p: BytesParams = task.params()?;
+                let line = "x".repeat(99);
+                let mut printed = 0;
+                while printed < p.bytes {
+                    println!("{line}");
+                    printed += line.len() + 1;
+                }
+                Ok(json!({ "printed": printed }))
+            }
+            "log_flood" => {
+                let p: LinesParams = task.params()?;
+                for i in 0..p.lines {
+                    sluice_guest::log::info(&format!("log flood line {i:>10} {}", "y".repeat(70)));
+                }
+                Ok(json!({ "logged": p.lines }))
+            }
+            "huge_result" => {
+                let p: BytesParams = task.params()?;
+                Ok(json!("r".repeat(p.bytes.saturating_sub(2))))
+            }
+            "connect" => {
+                let p: AddrParams = task.params()?;
+                std::net::TcpStream::connect(&p.addr).map_err(TaskError::fatal)?;
+                Ok(json!({ "connected": true }))
+            }
+            "exit" => {
+                let p: CodeParams = task.params()?;
+                std::process::exit(p.code)
+            }
             other => Err(TaskError::fatal(format_args!(
                 "misbehave does not handle task type `{other}`"
             ))),
@@ -140,6 +209,16 @@ fn alloc_forever() -> ! {
         chunk.fill(black_box(0xa5));
         chunks.push(black_box(chunk));
     }
+}
+
+/// Recurses until the stack runs out; `black_box` keeps the frames (and the
+/// recursion) from being optimized away.
+fn recurse(depth: u64) -> u64 {
+    let frame = black_box([depth; 32]);
+    if black_box(depth) == u64::MAX {
+        return frame[0];
+    }
+    recurse(depth + 1).wrapping_add(frame[31])
 }
 
 /// Busy-waits for `d`, reading the monotonic clock.
