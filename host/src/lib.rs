@@ -18,6 +18,7 @@
 //! - [`record`]: result records and dead letters, as stored in Redis.
 //! - [`queue`]: the Redis side of the protocol — fetch, leases, acknowledgement.
 //! - [`worker`]: the worker loop that ties them together.
+//! - [`tenant`]: multi-tenant workers — config file, fair scheduling by CPU, quotas, ACLs.
 //! - [`admin`]: operator commands — queue counts and the dead-letter queue.
 //! - [`telemetry`]: Prometheus metrics, `/healthz` and `/readyz`.
 #![deny(missing_docs)]
@@ -31,5 +32,6 @@ pub mod record;
 pub mod registry;
 pub mod sandbox;
 pub mod telemetry;
+pub mod tenant;
 pub mod watch;
 pub mod worker;

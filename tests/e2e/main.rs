@@ -13,3 +13,4 @@ mod retries;
 mod sandbox_limits;
 mod soak;
 mod startup;
+mod tenancy;

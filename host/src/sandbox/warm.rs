@@ -39,6 +39,7 @@ impl Sandboxed {
         state.deadline = Instant::now() + timeout;
         state.cancel = cancel.clone();
         state.memory_exceeded = false;
+        state.memory_peak = state.memory_used;
         self.store.set_epoch_deadline(1);
     }
 }
