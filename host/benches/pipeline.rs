@@ -747,15 +747,15 @@ fn main() {
         show(reuse_vs_seed, "x"),
         show(reuse_vs_native, "")
     );
-    let (m, sh, pk) = (
-        &tenancy["metering"],
-        &tenancy["shares"],
-        &tenancy["pickup"],
-    );
+    let (m, sh, pk) = (&tenancy["metering"], &tenancy["shares"], &tenancy["pickup"]);
     println!(
         "\nmetering (burn-cpu, sequential µs/task p50): 1k iterations {} -> {} with fuel (+{} %), 1M iterations {} -> {} (+{} %); one thread-CPU-clock read {} ns (two per poll of a guest call)",
-        m["burn_1k_us_p50"], m["burn_1k_fuel_us_p50"], m["burn_1k_fuel_overhead_pct"],
-        m["burn_1m_us_p50"], m["burn_1m_fuel_us_p50"], m["burn_1m_fuel_overhead_pct"],
+        m["burn_1k_us_p50"],
+        m["burn_1k_fuel_us_p50"],
+        m["burn_1k_fuel_overhead_pct"],
+        m["burn_1m_us_p50"],
+        m["burn_1m_fuel_us_p50"],
+        m["burn_1m_fuel_overhead_pct"],
         m["cpu_clock_read_ns"]
     );
     println!(
@@ -764,7 +764,11 @@ fn main() {
     );
     println!(
         "small tenant's pickup while a big one has {} queued: p50 {} ms, p99 {} ms ({} samples at {}/s; ms resolution)",
-        pk["big_backlog"], pk["small_pickup_p50_ms"], pk["small_pickup_p99_ms"], pk["small_samples"], pk["small_rate"]
+        pk["big_backlog"],
+        pk["small_pickup_p50_ms"],
+        pk["small_pickup_p99_ms"],
+        pk["small_samples"],
+        pk["small_rate"]
     );
     println!(
         "{}",
@@ -784,9 +788,21 @@ fn tenancy_scenario(a: &Args) -> Value {
     let metering = tenant_shares::metering(&rt, a.smoke);
     let shares = tenant_shares::shares(&rt, &url, a.smoke, a.concurrency);
     let _: () = redis::cmd("FLUSHALL")
-        .query(&mut redis::Client::open(url.as_str()).unwrap().get_connection().unwrap())
+        .query(
+            &mut redis::Client::open(url.as_str())
+                .unwrap()
+                .get_connection()
+                .unwrap(),
+        )
         .unwrap();
-    let pickup = tenant_shares::pickup(&rt, &url, a.smoke, a.concurrency, 100, a.latency_secs.max(2));
+    let pickup = tenant_shares::pickup(
+        &rt,
+        &url,
+        a.smoke,
+        a.concurrency,
+        100,
+        a.latency_secs.max(2),
+    );
     json!({"metering": metering, "shares": shares, "pickup": pickup})
 }
 

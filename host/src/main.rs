@@ -254,9 +254,9 @@ fn parse_with_config() -> anyhow::Result<(Cli, Option<tenant::ConfigFile>)> {
     };
     let path = match &cli.command {
         Command::Worker(a) => a.queue.config.clone(),
-        Command::Result { queue, .. } | Command::Stats { queue, .. } | Command::Dead { queue, .. } => {
-            queue.config.clone()
-        }
+        Command::Result { queue, .. }
+        | Command::Stats { queue, .. }
+        | Command::Dead { queue, .. } => queue.config.clone(),
         _ => None,
     };
     let Some(path) = path else {
@@ -273,7 +273,9 @@ fn parse_with_config() -> anyhow::Result<(Cli, Option<tenant::ConfigFile>)> {
         let given = sub.try_get_raw(&id).is_ok_and(|v| v.is_some())
             && matches!(
                 sub.value_source(&id),
-                Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+                Some(
+                    clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable
+                )
             );
         if given {
             continue;
@@ -473,14 +475,23 @@ async fn connect(args: &QueueArgs, config: Option<&tenant::ConfigFile>) -> anyho
             None => anyhow::bail!(
                 "no tenant {name:?} in {} (tenants: {})",
                 config.path.display(),
-                config.tenants.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+                config
+                    .tenants
+                    .iter()
+                    .map(|t| t.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         },
         (Some(config), None) if !config.tenants.is_empty() => anyhow::bail!(
             "{} has tenants: name one with --tenant NAME",
             config.path.display()
         ),
-        (Some(config), None) => config.worker.queue.clone().unwrap_or_else(|| args.queue.clone()),
+        (Some(config), None) => config
+            .worker
+            .queue
+            .clone()
+            .unwrap_or_else(|| args.queue.clone()),
         (None, _) => args.queue.clone(),
     };
     Queue::connect(&args.redis_url, &queue, Retention::default())
@@ -493,8 +504,11 @@ async fn stats(
     config: Option<tenant::ConfigFile>,
     json: bool,
 ) -> anyhow::Result<()> {
-    if let Some(config) = config.filter(|c| !c.tenants.is_empty() && args.tenant.is_none()) {
-        return tenant_stats(&args, &config, json).await;
+    if let Some(config) = config
+        .as_ref()
+        .filter(|c| !c.tenants.is_empty() && args.tenant.is_none())
+    {
+        return tenant_stats(&args, config, json).await;
     }
     let stats = admin::stats(&connect(&args, config.as_ref()).await?).await?;
     if json {
@@ -521,7 +535,11 @@ async fn stats(
 }
 
 /// `sluice stats --config FILE`: one row per tenant.
-async fn tenant_stats(args: &QueueArgs, config: &tenant::ConfigFile, json: bool) -> anyhow::Result<()> {
+async fn tenant_stats(
+    args: &QueueArgs,
+    config: &tenant::ConfigFile,
+    json: bool,
+) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for t in &config.tenants {
         let queue = Queue::connect(&args.redis_url, &t.queue, Retention::default())
@@ -550,8 +568,15 @@ async fn tenant_stats(args: &QueueArgs, config: &tenant::ConfigFile, json: bool)
         "tenant", "pending", "in_flight", "delayed", "dead", "processed", "cpu_ms/minute"
     );
     for (t, stats, cpu_us, throttled_until) in &rows {
-        let budget = t.cpu_ms_per_min.map(|b| format!("/{b}")).unwrap_or_default();
-        let quota = if *throttled_until > 0 { "throttled (waiting)" } else { "-" };
+        let budget = t
+            .cpu_ms_per_min
+            .map(|b| format!("/{b}"))
+            .unwrap_or_default();
+        let quota = if *throttled_until > 0 {
+            "throttled (waiting)"
+        } else {
+            "-"
+        };
         println!(
             "{:<20} {:>9} {:>9} {:>9} {:>7} {:>10} {:>14}  {quota}",
             t.name,

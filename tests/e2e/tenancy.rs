@@ -72,7 +72,10 @@ impl Tenancy {
 
     /// A long-running worker.
     fn spawn(&self, redis: &RedisServer, extra: &[&str]) -> Running {
-        let log = self.dir.path().join(format!("worker-{}.log", fastrand_u32()));
+        let log = self
+            .dir
+            .path()
+            .join(format!("worker-{}.log", fastrand_u32()));
         let mut cmd = self.command(redis, &["worker"]);
         cmd.args(extra)
             .stdout(Stdio::null())
@@ -145,7 +148,10 @@ fn wait_final(redis: &RedisServer, queue: &str, id: &str, limit: Duration) -> Va
         {
             return r;
         }
-        assert!(Instant::now() < deadline, "no final result for {queue}/{id} within {limit:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no final result for {queue}/{id} within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
 }
@@ -180,8 +186,16 @@ fn equal_weight_tenants_share_cpu_not_task_count() {
     let t = Tenancy::new(
         "concurrency = 2",
         &[
-            T { name: "heavy", plugins: &[("burn-cpu", "")], extra: "" },
-            T { name: "light", plugins: &[("burn-cpu", "")], extra: "" },
+            T {
+                name: "heavy",
+                plugins: &[("burn-cpu", "")],
+                extra: "",
+            },
+            T {
+                name: "light",
+                plugins: &[("burn-cpu", "")],
+                extra: "",
+            },
         ],
     );
     // Equal total work; one tenant's tasks cost 10× the other's.
@@ -191,7 +205,12 @@ fn equal_weight_tenants_share_cpu_not_task_count() {
     let heavy = results_of(&redis, "heavy");
     let light = results_of(&redis, "light");
     assert_eq!((heavy.len(), light.len()), (60, 600));
-    assert!(heavy.iter().chain(&light).all(|r| r["status"] == "succeeded"));
+    assert!(
+        heavy
+            .iter()
+            .chain(&light)
+            .all(|r| r["status"] == "succeeded")
+    );
     assert!(heavy.iter().all(|r| r["tenant"] == "heavy"));
     let (h, l) = competing_cpu(&heavy, &light);
     let share = h as f64 / l as f64;
@@ -205,8 +224,16 @@ fn weights_three_to_one_are_respected() {
     let t = Tenancy::new(
         "concurrency = 2",
         &[
-            T { name: "gold", plugins: &[("burn-cpu", "")], extra: "weight = 3" },
-            T { name: "bronze", plugins: &[("burn-cpu", "")], extra: "" },
+            T {
+                name: "gold",
+                plugins: &[("burn-cpu", "")],
+                extra: "weight = 3",
+            },
+            T {
+                name: "bronze",
+                plugins: &[("burn-cpu", "")],
+                extra: "",
+            },
         ],
     );
     push_to(&redis, "gold", &burns("g", 300, 500_000));
@@ -224,7 +251,11 @@ fn max_concurrency_is_never_exceeded() {
     let redis = RedisServer::start();
     let t = Tenancy::new(
         "concurrency = 4",
-        &[T { name: "capped", plugins: &[("misbehave", "")], extra: "max_concurrency = 1" }],
+        &[T {
+            name: "capped",
+            plugins: &[("misbehave", "")],
+            extra: "max_concurrency = 1",
+        }],
     );
     let tasks: Vec<Value> = (0..12)
         .map(|i| json!({"id": format!("s-{i}"), "task_type": "spin", "params": {"ms": 40}}))
@@ -241,7 +272,10 @@ fn max_concurrency_is_never_exceeded() {
         .collect();
     for (i, a) in spans.iter().enumerate() {
         for b in &spans[i + 1..] {
-            assert!(a.1 <= b.0 || b.1 <= a.0, "two tasks ran at once: {a:?} {b:?}");
+            assert!(
+                a.1 <= b.0 || b.1 <= a.0,
+                "two tasks ran at once: {a:?} {b:?}"
+            );
         }
     }
 }
@@ -251,7 +285,11 @@ fn rate_per_sec_holds_across_two_workers() {
     let redis = RedisServer::start();
     let t = Tenancy::new(
         "",
-        &[T { name: "slow", plugins: &[("misbehave", "")], extra: "rate_per_sec = 5" }],
+        &[T {
+            name: "slow",
+            plugins: &[("misbehave", "")],
+            extra: "rate_per_sec = 5",
+        }],
     );
     let tasks: Vec<Value> = (0..20)
         .map(|i| json!({"id": format!("r-{i}"), "task_type": "echo", "params": {}}))
@@ -261,7 +299,9 @@ fn rate_per_sec_holds_across_two_workers() {
     std::thread::sleep(Duration::from_millis(500));
     push_to(&redis, "slow", &tasks);
     let mut starts: Vec<u64> = (0..20)
-        .map(|i| u(&wait_final(&redis, "slow", &format!("r-{i}"), Duration::from_secs(30))["started_at"]))
+        .map(|i| {
+            u(&wait_final(&redis, "slow", &format!("r-{i}"), Duration::from_secs(30))["started_at"])
+        })
         .collect();
     starts.sort_unstable();
     let workers: std::collections::HashSet<String> = results_of(&redis, "slow")
@@ -282,7 +322,11 @@ fn cpu_budget_delays_the_excess_and_runs_it_later() {
     let redis = RedisServer::start();
     let t = Tenancy::new(
         "",
-        &[T { name: "budget", plugins: &[("burn-cpu", "")], extra: "cpu_ms_per_min = 20" }],
+        &[T {
+            name: "budget",
+            plugins: &[("burn-cpu", "")],
+            extra: "cpu_ms_per_min = 20",
+        }],
     );
     let _w = t.spawn(&redis, &[]);
     std::thread::sleep(Duration::from_millis(300));
@@ -296,10 +340,18 @@ fn cpu_budget_delays_the_excess_and_runs_it_later() {
         .count();
     assert!(done_early < 4, "the budget did not hold anything back");
     let stats = assert_ok_stdout(t.command(&redis, &["stats"]));
-    assert!(stats.contains("budget") && stats.contains("throttled"), "{stats}");
+    assert!(
+        stats.contains("budget") && stats.contains("throttled"),
+        "{stats}"
+    );
     // Later (the rolling minute moves on) they all run.
     for i in 0..4 {
-        let r = wait_final(&redis, "budget", &format!("c-{i}"), Duration::from_secs(150));
+        let r = wait_final(
+            &redis,
+            "budget",
+            &format!("c-{i}"),
+            Duration::from_secs(150),
+        );
         assert_eq!(r["status"], "succeeded", "{r}");
     }
 }
@@ -315,7 +367,11 @@ fn fuel_exhaustion_fails_once_and_usage_is_recorded() {
     let redis = RedisServer::start();
     let t = Tenancy::new(
         "",
-        &[T { name: "metered", plugins: &[("burn-cpu", "")], extra: "fuel_per_task = 50000000" }],
+        &[T {
+            name: "metered",
+            plugins: &[("burn-cpu", "")],
+            extra: "fuel_per_task = 50000000",
+        }],
     );
     push_to(
         &redis,
@@ -345,15 +401,24 @@ fn fuel_exhaustion_fails_once_and_usage_is_recorded() {
         assert!(usage["instantiate_us"].is_u64(), "{usage}");
         assert!(u(&usage["fuel"]) > 0, "{usage}");
     }
-    assert!(u(&big["usage"]["cpu_us"]) > u(&small["usage"]["cpu_us"]), "{big} {small}");
-    assert!(u(&big["usage"]["fuel"]) > 100 * u(&small["usage"]["fuel"]), "{big} {small}");
+    assert!(
+        u(&big["usage"]["cpu_us"]) > u(&small["usage"]["cpu_us"]),
+        "{big} {small}"
+    );
+    assert!(
+        u(&big["usage"]["fuel"]) > 100 * u(&small["usage"]["fuel"]),
+        "{big} {small}"
+    );
 }
 
 #[test]
 fn single_tenant_records_carry_usage_without_fuel() {
     let redis = RedisServer::start();
     let plugins = Plugins::new(&[("misbehave", "")]);
-    push(&redis, &[json!({"id": "u1", "task_type": "echo", "params": {}})]);
+    push(
+        &redis,
+        &[json!({"id": "u1", "task_type": "echo", "params": {}})],
+    );
     assert_ok(&run_burst(&redis, &plugins, &[]));
     let r = result(&redis, "u1").unwrap();
     assert!(r.get("tenant").is_none(), "{r}");
@@ -369,8 +434,16 @@ fn tenants_are_isolated_routing_reply_to_and_instances() {
     let t = Tenancy::new(
         "concurrency = 1\nunknown_type_grace_ms = 0",
         &[
-            T { name: "a", plugins: &[("misbehave", reuse)], extra: "" },
-            T { name: "b", plugins: &[("misbehave", reuse), ("burn-cpu", "")], extra: "" },
+            T {
+                name: "a",
+                plugins: &[("misbehave", reuse)],
+                extra: "",
+            },
+            T {
+                name: "b",
+                plugins: &[("misbehave", reuse), ("burn-cpu", "")],
+                extra: "",
+            },
         ],
     );
     push_to(
@@ -404,7 +477,10 @@ fn tenants_are_isolated_routing_reply_to_and_instances() {
     let counts: Vec<u64> = (1..=3)
         .map(|i| u(&result_of(&redis, "a", &format!("a-c{i}")).unwrap()["result"]["count"]))
         .collect();
-    assert!(counts.iter().max() > Some(&1), "instance reuse is on: {counts:?}");
+    assert!(
+        counts.iter().max() > Some(&1),
+        "instance reuse is on: {counts:?}"
+    );
     let b = result_of(&redis, "b", "b-c1").unwrap();
     assert_eq!(b["result"]["count"], 1, "{b}");
     assert_eq!(b["tenant"], "b");
@@ -421,19 +497,42 @@ fn an_empty_or_broken_tenant_does_not_stop_the_others() {
     let t = Tenancy::new(
         "unknown_type_grace_ms = 0",
         &[
-            T { name: "empty", plugins: &[], extra: "" },
-            T { name: "broken", plugins: &[], extra: "" },
-            T { name: "fine", plugins: &[("misbehave", "")], extra: "" },
+            T {
+                name: "empty",
+                plugins: &[],
+                extra: "",
+            },
+            T {
+                name: "broken",
+                plugins: &[],
+                extra: "",
+            },
+            T {
+                name: "fine",
+                plugins: &[("misbehave", "")],
+                extra: "",
+            },
         ],
     );
-    std::fs::write(t.plugins_dir("broken").join("junk.wasm"), b"not a component").unwrap();
+    std::fs::write(
+        t.plugins_dir("broken").join("junk.wasm"),
+        b"not a component",
+    )
+    .unwrap();
     push_to(&redis, "empty", &[json!({"id": "e1", "task_type": "echo"})]);
-    push_to(&redis, "broken", &[json!({"id": "b1", "task_type": "echo"})]);
+    push_to(
+        &redis,
+        "broken",
+        &[json!({"id": "b1", "task_type": "echo"})],
+    );
     push_to(&redis, "fine", &[json!({"id": "f1", "task_type": "echo"})]);
     let out = t.burst(&redis, &[]);
     let log = assert_ok(&out);
     assert!(log.contains("junk.wasm"), "the broken file is named: {log}");
-    assert_eq!(result_of(&redis, "fine", "f1").unwrap()["status"], "succeeded");
+    assert_eq!(
+        result_of(&redis, "fine", "f1").unwrap()["status"],
+        "succeeded"
+    );
     for (queue, id) in [("empty", "e1"), ("broken", "b1")] {
         let r = result_of(&redis, queue, id).unwrap();
         assert_eq!(r["error"]["kind"], "unknown_task_type", "{r}");
@@ -453,15 +552,38 @@ fn hot_reload_of_one_tenant_leaves_the_others_untouched() {
     let t = Tenancy::new(
         "unknown_type_grace_ms = 60000",
         &[
-            T { name: "a", plugins: &[("misbehave", "")], extra: "" },
-            T { name: "b", plugins: &[("misbehave", "")], extra: "" },
+            T {
+                name: "a",
+                plugins: &[("misbehave", "")],
+                extra: "",
+            },
+            T {
+                name: "b",
+                plugins: &[("misbehave", "")],
+                extra: "",
+            },
         ],
     );
     let w = t.spawn(&redis, &[]);
-    push_to(&redis, "b", &[json!({"id": "b-before", "task_type": "echo"})]);
-    assert_eq!(wait_final(&redis, "b", "b-before", Duration::from_secs(30))["status"], "succeeded");
-    deploy(&built_plugin("burn-cpu"), &t.plugins_dir("a"), "burn-cpu.wasm");
-    push_to(&redis, "a", &[json!({"id": "a-burn", "task_type": "burn", "params": {}})]);
+    push_to(
+        &redis,
+        "b",
+        &[json!({"id": "b-before", "task_type": "echo"})],
+    );
+    assert_eq!(
+        wait_final(&redis, "b", "b-before", Duration::from_secs(30))["status"],
+        "succeeded"
+    );
+    deploy(
+        &built_plugin("burn-cpu"),
+        &t.plugins_dir("a"),
+        "burn-cpu.wasm",
+    );
+    push_to(
+        &redis,
+        "a",
+        &[json!({"id": "a-burn", "task_type": "burn", "params": {}})],
+    );
     let r = wait_final(&redis, "a", "a-burn", Duration::from_secs(60));
     assert_eq!(r["status"], "succeeded", "{r}");
     // Tenant b did not gain the plugin and kept serving its own.
@@ -473,9 +595,15 @@ fn hot_reload_of_one_tenant_leaves_the_others_untouched() {
             json!({"id": "b-after", "task_type": "echo"}),
         ],
     );
-    assert_eq!(wait_final(&redis, "b", "b-after", Duration::from_secs(30))["status"], "succeeded");
+    assert_eq!(
+        wait_final(&redis, "b", "b-after", Duration::from_secs(30))["status"],
+        "succeeded"
+    );
     std::thread::sleep(Duration::from_millis(500));
-    assert!(result_of(&redis, "b", "b-burn").is_none(), "b routed a's new plugin");
+    assert!(
+        result_of(&redis, "b", "b-burn").is_none(),
+        "b routed a's new plugin"
+    );
     assert!(w.log().contains("plugin added"), "{}", w.log());
 }
 
@@ -485,8 +613,16 @@ fn the_generated_acl_allows_exactly_the_producers_operations() {
     let t = Tenancy::new(
         "",
         &[
-            T { name: "acme", plugins: &[], extra: "" },
-            T { name: "globex", plugins: &[], extra: "" },
+            T {
+                name: "acme",
+                plugins: &[],
+                extra: "",
+            },
+            T {
+                name: "globex",
+                plugins: &[],
+                extra: "",
+            },
         ],
     );
     let mut cmd = sluice();
@@ -498,7 +634,10 @@ fn the_generated_acl_allows_exactly_the_producers_operations() {
     let words: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(&words[..2], &["ACL", "SETUSER"]);
     let mut admin = redis.conn();
-    let _: () = redis::cmd("ACL").arg(&words[1..]).query(&mut admin).unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg(&words[1..])
+        .query(&mut admin)
+        .unwrap();
     let _: () = admin.set("{globex}:result:x", "secret").unwrap();
     let _: () = admin.set("{acme}:result:r1", "{\"ok\":true}").unwrap();
 
@@ -521,13 +660,26 @@ fn the_generated_acl_allows_exactly_the_producers_operations() {
     refused(c.hgetall::<_, Vec<String>>("{acme}:workers").unwrap_err());
     refused(c.rpush::<_, _, i64>("globex:replies", "x").unwrap_err());
     refused(redis::cmd("FLUSHALL").query::<()>(&mut c).unwrap_err());
-    refused(redis::cmd("CONFIG").arg("GET").arg("*").query::<()>(&mut c).unwrap_err());
+    refused(
+        redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("*")
+            .query::<()>(&mut c)
+            .unwrap_err(),
+    );
     refused(redis::cmd("KEYS").arg("*").query::<()>(&mut c).unwrap_err());
 }
 
 #[test]
 fn an_invalid_config_names_file_line_and_key() {
-    let t = Tenancy::new("", &[T { name: "ok", plugins: &[], extra: "colour = \"blue\"" }]);
+    let t = Tenancy::new(
+        "",
+        &[T {
+            name: "ok",
+            plugins: &[],
+            extra: "colour = \"blue\"",
+        }],
+    );
     let mut cmd = sluice();
     cmd.args(["worker", "--config"]).arg(&t.config);
     let out = wait_output(cmd, Duration::from_secs(30));

@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 use redis::Commands;
 use serde_json::{Value, json};
 use sluice::queue::Retention;
-use sluice::sandbox::{
-    Plugin, Sandbox, SandboxConfig, TaskLimits, TaskInput, thread_cpu_time,
-};
+use sluice::sandbox::{Plugin, Sandbox, SandboxConfig, TaskInput, TaskLimits, thread_cpu_time};
 use sluice::tenant::{ConfigFile, ServeOptions, TenantSpec, Tenants};
 use sluice::worker::WorkerConfig;
 
@@ -185,14 +183,22 @@ pub fn shares(rt: &tokio::runtime::Runtime, url: &str, smoke: bool, concurrency:
     rt.block_on(tenants.run(std::future::pending())).unwrap();
     let heavy = records(&mut conn, "heavy");
     let light = records(&mut conn, "light");
-    let last = |rs: &[Value]| rs.iter().filter_map(|r| r["finished_at"].as_u64()).max().unwrap_or(0);
+    let last = |rs: &[Value]| {
+        rs.iter()
+            .filter_map(|r| r["finished_at"].as_u64())
+            .max()
+            .unwrap_or(0)
+    };
     let until = last(&heavy).min(last(&light));
     let window = |rs: &[Value]| {
         let inside: Vec<&Value> = rs
             .iter()
             .filter(|r| r["finished_at"].as_u64().unwrap_or(u64::MAX) <= until)
             .collect();
-        let cpu: u64 = inside.iter().filter_map(|r| r["usage"]["cpu_us"].as_u64()).sum();
+        let cpu: u64 = inside
+            .iter()
+            .filter_map(|r| r["usage"]["cpu_us"].as_u64())
+            .sum();
         (cpu, inside.len())
     };
     let ((h_cpu, h_n), (l_cpu, l_n)) = (window(&heavy), window(&light));
@@ -270,7 +276,10 @@ pub fn pickup(
                 latencies.push(r["started_at"].as_u64().unwrap().saturating_sub(*at) as f64);
                 break;
             }
-            assert!(Instant::now() < deadline, "small tenant's task {id} never ran");
+            assert!(
+                Instant::now() < deadline,
+                "small tenant's task {id} never ran"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }

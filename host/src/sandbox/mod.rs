@@ -318,11 +318,7 @@ impl Sandbox {
             None => match self.sandboxed(plugin, limits) {
                 Ok(fresh) => fresh,
                 Err(e) => {
-                    return (
-                        Err(TaskFailure::Sandbox(format!("{e:#}"))),
-                        timings,
-                        usage,
-                    );
+                    return (Err(TaskFailure::Sandbox(format!("{e:#}"))), timings, usage);
                 }
             },
         };

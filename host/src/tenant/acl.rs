@@ -16,8 +16,25 @@ use super::TenantSpec;
 /// Commands a producer needs: push tasks; read results; read, pop and trim
 /// reply lists; check a key's existence or TTL; and connection basics.
 pub const PRODUCER_COMMANDS: &[&str] = &[
-    "rpush", "lpush", "llen", "get", "mget", "exists", "ttl", "pttl", "lrange", "lpop", "rpop",
-    "blpop", "brpop", "ltrim", "del", "ping", "hello", "client|setname", "select",
+    "rpush",
+    "lpush",
+    "llen",
+    "get",
+    "mget",
+    "exists",
+    "ttl",
+    "pttl",
+    "lrange",
+    "lpop",
+    "rpop",
+    "blpop",
+    "brpop",
+    "ltrim",
+    "del",
+    "ping",
+    "hello",
+    "client|setname",
+    "select",
 ];
 
 /// The `ACL SETUSER` command giving tenant `spec`'s producers their access,
@@ -70,10 +87,13 @@ mod tests {
             reply_to_prefix: "acme:*".into(),
         };
         let line = setuser_line(&spec, Some("s3cret"));
-        assert!(line.starts_with("ACL SETUSER acme reset on >s3cret "), "{line}");
+        assert!(
+            line.starts_with("ACL SETUSER acme reset on >s3cret "),
+            "{line}"
+        );
         assert!(line.contains(" %W~acme_q "), "{line}");
         assert!(line.contains(" %R~{acme_q}:result:* "), "{line}");
-        assert!(line.ends_with(" ~acme:\\*"), "{line}");
+        assert!(line.ends_with(" ~acme:\\**"), "{line}");
         assert!(!line.contains('\n'));
     }
 }

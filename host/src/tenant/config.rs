@@ -106,7 +106,10 @@ impl WorkerSettings {
             "--backoff-base-ms",
             self.backoff_base_ms.map(|v| v.to_string()),
         );
-        value("--backoff-cap-ms", self.backoff_cap_ms.map(|v| v.to_string()));
+        value(
+            "--backoff-cap-ms",
+            self.backoff_cap_ms.map(|v| v.to_string()),
+        );
         value("--max-crashes", self.max_crashes.map(|v| v.to_string()));
         value(
             "--unknown-type-grace-ms",
@@ -239,11 +242,14 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
     // The top level: known worker flags only. (Re-parsed from its own table
     // so that an unknown key is reported by name; serde's flatten would
     // swallow it.)
-    let worker: WorkerSettings = toml::Value::Table(raw.worker.clone()).try_into().map_err(|e: toml::de::Error| {
-        let key = unknown_key(&e.to_string(), &raw.worker);
-        let span = key.as_deref().and_then(|k| find_key(text, k));
-        err(span, key.as_deref().unwrap_or("-"), e.message().to_owned())
-    })?;
+    let worker: WorkerSettings =
+        toml::Value::Table(raw.worker.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                let key = unknown_key(&e.to_string(), &raw.worker);
+                let span = key.as_deref().and_then(|k| find_key(text, k));
+                err(span, key.as_deref().unwrap_or("-"), e.message().to_owned())
+            })?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut worker = worker;
     worker.plugins = worker.plugins.map(|p| base.join(p));
@@ -296,7 +302,11 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
         let weight = t.weight.as_ref().map_or(1.0, |w| *w.get_ref());
         if !(weight > 0.0 && weight.is_finite()) {
             let span = t.weight.as_ref().map(Spanned::span);
-            return Err(err(span, &key("weight"), "must be a positive number".into()));
+            return Err(err(
+                span,
+                &key("weight"),
+                "must be a positive number".into(),
+            ));
         }
         if let Some(rate) = &t.rate_per_sec
             && !(*rate.get_ref() > 0.0 && rate.get_ref().is_finite())

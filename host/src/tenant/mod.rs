@@ -152,8 +152,8 @@ impl Tenants {
             flushers: Vec::new(),
         };
         for (index, spec) in config.tenants.iter().enumerate() {
-            let queue = Queue::connect(&options.redis_url, &spec.queue, options.retention.clone())
-                .await?;
+            let queue =
+                Queue::connect(&options.redis_url, &spec.queue, options.retention.clone()).await?;
             let registry = SharedRegistry::new(
                 Registry::from_plugins(Vec::new()).unwrap_or_else(|_| unreachable!("no plugins")),
             );
@@ -166,7 +166,9 @@ impl Tenants {
             if options.watch {
                 match crate::watch::spawn(sandbox.clone(), spec.plugins.clone(), registry.clone()) {
                     Ok(handle) => tenants._watches.push(handle),
-                    Err(e) => tracing::error!(error = %e, dir = %spec.plugins.display(), "cannot watch the tenant's plugins directory"),
+                    Err(e) => {
+                        tracing::error!(error = %e, dir = %spec.plugins.display(), "cannot watch the tenant's plugins directory")
+                    }
                 }
             }
             drop(_entered);

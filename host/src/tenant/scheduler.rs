@@ -46,6 +46,9 @@ pub struct Scheduler {
 struct State {
     free: usize,
     tenants: Vec<TenantState>,
+    /// Virtual time of the latest grant (before its charge): where a
+    /// tenant waking up while no other is active starts.
+    clock: f64,
 }
 
 struct TenantState {
@@ -79,7 +82,9 @@ pub struct Grant {
 
 impl std::fmt::Debug for Grant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Grant").field("tenant", &self.tenant).finish()
+        f.debug_struct("Grant")
+            .field("tenant", &self.tenant)
+            .finish()
     }
 }
 
@@ -107,7 +112,11 @@ impl Scheduler {
             .iter()
             .map(|&share| TenantState {
                 share: Share {
-                    weight: if share.weight > 0.0 { share.weight } else { 1.0 },
+                    weight: if share.weight > 0.0 {
+                        share.weight
+                    } else {
+                        1.0
+                    },
                     max_concurrency: share.max_concurrency.clamp(1, slots.max(1)),
                 },
                 running: 0,
@@ -121,6 +130,7 @@ impl Scheduler {
             inner: Arc::new(Mutex::new(State {
                 free: slots,
                 tenants,
+                clock: 0.0,
             })),
         }
     }
@@ -186,6 +196,7 @@ impl Scheduler {
     /// Books a slot for `tenant` (the caller checked it may have one).
     fn grant(&self, state: &mut State, tenant: usize) -> Grant {
         state.free -= 1;
+        state.clock = state.tenants[tenant].vtime;
         let t = &mut state.tenants[tenant];
         t.running += 1;
         t.vtime += t.estimate_us / t.share.weight;
@@ -244,7 +255,8 @@ impl Scheduler {
 }
 
 /// A tenant about to become active starts at the smallest virtual time of
-/// the active tenants: no credit banked while idle.
+/// the active tenants (or, when none is, that of the latest grant): no
+/// credit banked while idle.
 fn wake(state: &mut State, tenant: usize) {
     if state.tenants[tenant].active() {
         return;
@@ -254,11 +266,10 @@ fn wake(state: &mut State, tenant: usize) {
         .iter()
         .filter(|t| t.active())
         .map(|t| t.vtime)
-        .min_by(f64::total_cmp);
-    if let Some(floor) = floor {
-        let t = &mut state.tenants[tenant];
-        t.vtime = t.vtime.max(floor);
-    }
+        .min_by(f64::total_cmp)
+        .unwrap_or(state.clock);
+    let t = &mut state.tenants[tenant];
+    t.vtime = t.vtime.max(floor);
 }
 
 #[cfg(test)]
@@ -272,60 +283,43 @@ mod tests {
         }
     }
 
-    /// Simulates one slot, both tenants always backlogged: tenant 0's tasks
-    /// cost `costs[0]` µs, tenant 1's `costs[1]`. Returns CPU per tenant.
+    /// Simulates one slot, both tenants always backlogged (each always has
+    /// a waiter queued): tenant `i`'s tasks cost `costs[i]` µs. Returns the
+    /// CPU each tenant got.
     fn simulate(weights: [f64; 2], costs: [u64; 2], rounds: usize) -> [u64; 2] {
         let scheduler = Scheduler::new(1, &[share(weights[0]), share(weights[1])]);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
+        let mut held = scheduler.try_acquire(0).expect("a free slot");
+        let mut holder = 0;
+        let mut waiting: [Option<oneshot::Receiver<Grant>>; 2] = [None, None];
         let mut cpu = [0u64; 2];
-        runtime.block_on(async {
-            // Tenant 1 waits while tenant 0 holds the only slot.
-            let mut held = scheduler.acquire(0).await;
-            let mut holder = 0;
-            for _ in 0..rounds {
-                let other = 1 - holder;
-                let (tx, rx) = oneshot::channel();
-                {
+        for _ in 0..rounds {
+            for (tenant, rx) in waiting.iter_mut().enumerate() {
+                if rx.is_none() {
+                    let (tx, new_rx) = oneshot::channel();
                     let mut state = scheduler.lock();
-                    wake(&mut state, other);
-                    state.tenants[other].waiters.push_back(tx);
-                }
-                // The holder also queues for its next task before giving its slot back.
-                let again = {
-                    let (tx2, rx2) = oneshot::channel();
-                    scheduler.lock().tenants[holder].waiters.push_back(tx2);
-                    rx2
-                };
-                held.charge(costs[holder]);
-                cpu[holder] += costs[holder];
-                drop(held);
-                let (mut rx_other, mut rx_self) = (rx, again);
-                match rx_other.try_recv() {
-                    Ok(grant) => {
-                        held = grant;
-                        holder = other;
-                        drop(rx_self);
-                    }
-                    Err(_) => {
-                        held = rx_self.try_recv().expect("one of them got the slot");
-                        drop(rx_other);
-                    }
-                }
-                // Drop the stale waiters the closed receivers left.
-                let mut state = scheduler.lock();
-                for t in &mut state.tenants {
-                    t.waiters.retain(|w| !w.is_closed());
+                    wake(&mut state, tenant);
+                    state.tenants[tenant].waiters.push_back(tx);
+                    *rx = Some(new_rx);
                 }
             }
-        });
+            held.charge(costs[holder]);
+            cpu[holder] += costs[holder];
+            drop(held);
+            let (next, grant) = waiting
+                .iter_mut()
+                .enumerate()
+                .find_map(|(i, rx)| rx.as_mut().and_then(|r| r.try_recv().ok()).map(|g| (i, g)))
+                .expect("the slot went to a waiter");
+            waiting[next] = None;
+            holder = next;
+            held = grant;
+        }
         cpu
     }
 
     #[test]
     fn equal_weights_share_cpu_not_task_count() {
-        let cpu = simulate([1.0, 1.0], [1_000, 10_000], 2_000);
+        let cpu = simulate([1.0, 1.0], [1_000, 10_000], 4_000);
         let ratio = cpu[0] as f64 / cpu[1] as f64;
         assert!((0.8..1.25).contains(&ratio), "{cpu:?}");
     }

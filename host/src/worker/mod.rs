@@ -228,7 +228,10 @@ impl Worker {
 
         let slots = match &shared.tenant {
             Some(tenant) => Slots::Shared(tenant.scheduler.clone(), tenant.index),
-            None => Slots::Own(Arc::new(Semaphore::new(config.concurrency)), config.concurrency),
+            None => Slots::Own(
+                Arc::new(Semaphore::new(config.concurrency)),
+                config.concurrency,
+            ),
         };
         let done = Arc::new(Notify::new());
 
@@ -287,8 +290,7 @@ impl Worker {
     /// Whether no task runs or awaits its acknowledgement.
     fn none_in_flight(&self, slots: &Slots) -> bool {
         let config = &self.shared.config;
-        slots.held() == 0
-            && self.shared.unacked.available_permits() == unacked_capacity(config)
+        slots.held() == 0 && self.shared.unacked.available_permits() == unacked_capacity(config)
     }
 
     /// Fetches messages while slots are free and spawns a task for each.

@@ -7,10 +7,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use tracing::Instrument;
 
-use super::{Shared, Slot};
 use super::acks::AckRequest;
 use super::lease::Lease;
 use super::retry::RetryPolicy;
+use super::{Shared, Slot};
 use crate::message::{self, BadMessage, Task};
 use crate::queue::QueueResult;
 use crate::record::{DeadLetter, ErrorInfo, ResultRecord, Status, now_ms};
@@ -34,12 +34,7 @@ pub enum Outcome {
 
 /// Handles one fetched message under `lease`, holding `slot` (one of the
 /// worker's `concurrency` slots) until its handler has run.
-pub async fn process(
-    shared: &Shared,
-    lease: &Lease,
-    raw: Vec<u8>,
-    slot: Slot,
-) -> Outcome {
+pub async fn process(shared: &Shared, lease: &Lease, raw: Vec<u8>, slot: Slot) -> Outcome {
     let started_at = now_ms();
     // Shared, not copied, with the acknowledgement that carries it to Redis.
     let raw = Bytes::from(raw);
