@@ -47,7 +47,7 @@ struct QueueArgs {
     #[arg(long, env = "SLUICE_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Tenant name (with `--config`).
-    #[arg(long, global = true, requires = "config")]
+    #[arg(long, global = true)]
     tenant: Option<String>,
 }
 
@@ -492,7 +492,12 @@ async fn connect(args: &QueueArgs, config: Option<&tenant::ConfigFile>) -> anyho
             .queue
             .clone()
             .unwrap_or_else(|| args.queue.clone()),
-        (None, _) => args.queue.clone(),
+        (None, Some(name)) => {
+            anyhow::bail!(
+                "--tenant {name} needs --config FILE (or SLUICE_CONFIG) naming the tenants"
+            )
+        }
+        (None, None) => args.queue.clone(),
     };
     Queue::connect(&args.redis_url, &queue, Retention::default())
         .await
