@@ -321,39 +321,49 @@ fn rate_per_sec_holds_across_two_workers() {
 fn cpu_budget_delays_the_excess_and_runs_it_later() {
     let redis = RedisServer::start();
     let t = Tenancy::new(
-        "",
+        "concurrency = 1",
         &[T {
             name: "budget",
             plugins: &[("burn-cpu", "")],
-            extra: "cpu_ms_per_min = 20",
+            extra: "cpu_ms_per_min = 200",
         }],
     );
     let _w = t.spawn(&redis, &[]);
     std::thread::sleep(Duration::from_millis(300));
-    push_to(&redis, "budget", &burns("c", 4, 20_000_000));
-    let first = wait_final(&redis, "budget", "c-0", Duration::from_secs(30));
-    assert!(u(&first["usage"]["cpu_us"]) > 0);
-    // Over budget: the rest wait in the queue, visible in `sluice stats`.
-    std::thread::sleep(Duration::from_secs(2));
-    let done_early = (0..4)
-        .filter(|i| result_of(&redis, "budget", &format!("c-{i}")).is_some())
-        .count();
-    assert!(done_early < 4, "the budget did not hold anything back");
+    // Push ~50 ms tasks one at a time until one is held back: the budget
+    // (200 ms of CPU per rolling minute) is used up after a few.
+    let mut held = None;
+    let mut used_us = 0;
+    for i in 0..40 {
+        let id = format!("c-{i}");
+        push_to(&redis, "budget", &burns("c", i + 1, 25_000_000)[i..]);
+        let deadline = Instant::now() + Duration::from_secs(4);
+        while result_of(&redis, "budget", &id).is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        match result_of(&redis, "budget", &id) {
+            Some(r) => used_us += u(&r["usage"]["cpu_us"]),
+            None => {
+                held = Some(id);
+                break;
+            }
+        }
+    }
+    let held = held.expect("the CPU budget never held a task back");
+    assert!(
+        used_us >= 200_000,
+        "held back after only {used_us} µs of CPU"
+    );
+    // Waiting, not failed: visible in `sluice stats`.
     let stats = assert_ok_stdout(t.command(&redis, &["stats"]));
     assert!(
         stats.contains("budget") && stats.contains("throttled"),
         "{stats}"
     );
-    // Later (the rolling minute moves on) they all run.
-    for i in 0..4 {
-        let r = wait_final(
-            &redis,
-            "budget",
-            &format!("c-{i}"),
-            Duration::from_secs(150),
-        );
-        assert_eq!(r["status"], "succeeded", "{r}");
-    }
+    assert!(stats.contains("/200"), "{stats}");
+    // Once the rolling minute moves on, it runs.
+    let r = wait_final(&redis, "budget", &held, Duration::from_secs(120));
+    assert_eq!(r["status"], "succeeded", "{r}");
 }
 
 fn assert_ok_stdout(cmd: std::process::Command) -> String {
