@@ -36,6 +36,10 @@
 #[allow(unused_imports, missing_docs)]
 mod harness;
 
+/// Multi-tenant figures: metering cost, CPU shares, pickup under a backlog.
+#[path = "tenant_shares/mod.rs"]
+mod tenant_shares;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -60,6 +64,7 @@ const LOG_LINES: usize = 20;
 const REUSE: u32 = 100;
 
 struct Args {
+    smoke: bool,
     tasks: usize,
     concurrency: usize,
     rate: u64,
@@ -83,6 +88,7 @@ fn args() -> Args {
             .unwrap_or(if smoke { smoke_value } else { full })
     };
     Args {
+        smoke,
         tasks: num("--tasks", 200_000, 2_000) as usize,
         concurrency: num("--concurrency", 256, 8) as usize,
         rate: num("--rate", 1_000, 500),
@@ -639,7 +645,11 @@ fn seed_scenario(url: &str, a: &Args, format: Format) -> Option<Value> {
 fn main() {
     let a = args();
     if let Some(name) = &a.scenario {
-        println!("{}", sluice_scenario(name, &a));
+        if name == "tenancy" {
+            println!("{}", tenancy_scenario(&a));
+        } else {
+            println!("{}", sluice_scenario(name, &a));
+        }
         return;
     }
     let redis = harness::RedisServer::start();
@@ -685,6 +695,8 @@ fn main() {
             rows.push(row);
         }
     }
+    let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
+    let tenancy = child_scenario("tenancy", &url);
 
     println!(
         "\n| worker | tasks/s | worker CPU µs/task | Redis CPU µs/task | pickup p50 ms | pickup p99 ms | peak RSS MiB | sandbox µs p50 | sandbox µs p99 | instantiate+call µs p50 |"
@@ -735,12 +747,81 @@ fn main() {
         show(reuse_vs_seed, "x"),
         show(reuse_vs_native, "")
     );
+    let (m, sh, pk) = (&tenancy["metering"], &tenancy["shares"], &tenancy["pickup"]);
+    println!(
+        "\nmetering (burn-cpu, sequential µs/task p50): 1k iterations {} -> {} with fuel (+{} %), 1M iterations {} -> {} (+{} %); one thread-CPU-clock read {} ns (two per poll of a guest call)",
+        m["burn_1k_us_p50"],
+        m["burn_1k_fuel_us_p50"],
+        m["burn_1k_fuel_overhead_pct"],
+        m["burn_1m_us_p50"],
+        m["burn_1m_fuel_us_p50"],
+        m["burn_1m_fuel_overhead_pct"],
+        m["cpu_clock_read_ns"]
+    );
+    println!(
+        "tenant CPU shares (equal weights, 10x task cost, both backlogged): heavy {} / light {} of the CPU; task starts {} / {}",
+        sh["heavy_cpu_share"], sh["light_cpu_share"], sh["heavy_starts"], sh["light_starts"]
+    );
+    println!(
+        "small tenant's pickup while a big one has {} queued: p50 {} ms, p99 {} ms ({} samples at {}/s; ms resolution)",
+        pk["big_backlog"],
+        pk["small_pickup_p50_ms"],
+        pk["small_pickup_p99_ms"],
+        pk["small_samples"],
+        pk["small_rate"]
+    );
     println!(
         "{}",
-        json!({"bench": "sluice-pipeline", "rows": rows, "sluice_over_seed": sluice_vs_seed, "wasm_over_native": wasm_vs_native,
+        json!({"bench": "sluice-pipeline", "rows": rows, "tenancy": tenancy, "sluice_over_seed": sluice_vs_seed, "wasm_over_native": wasm_vs_native,
                "bare_sluice_over_seed": bare_vs_seed,
                "instance_reuse": REUSE, "reuse_over_seed": reuse_vs_seed, "reuse_over_native": reuse_vs_native})
     );
+}
+
+/// The multi-tenant figures (see `tenant_shares`), in this process.
+fn tenancy_scenario(a: &Args) -> Value {
+    let url = a.redis_url.clone().expect("--redis-url");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let metering = tenant_shares::metering(&rt, a.smoke);
+    let shares = tenant_shares::shares(&rt, &url, a.smoke, a.concurrency);
+    let _: () = redis::cmd("FLUSHALL")
+        .query(
+            &mut redis::Client::open(url.as_str())
+                .unwrap()
+                .get_connection()
+                .unwrap(),
+        )
+        .unwrap();
+    let pickup = tenant_shares::pickup(
+        &rt,
+        &url,
+        a.smoke,
+        a.concurrency,
+        100,
+        a.latency_secs.max(2),
+    );
+    json!({"metering": metering, "shares": shares, "pickup": pickup})
+}
+
+/// Runs scenario `name` in a child process of this benchmark; its JSON line.
+fn child_scenario(name: &str, url: &str) -> Value {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(std::env::args().skip(1))
+        .args(["--scenario", name, "--redis-url", url])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "scenario {name} failed");
+    serde_json::from_slice(
+        out.stdout
+            .split(|b| *b == b'\n')
+            .find(|l| l.starts_with(b"{"))
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 fn redis_version() -> String {

@@ -19,6 +19,7 @@
 //! - [`queue`]: the Redis side of the protocol — fetch, leases, acknowledgement.
 //! - [`worker`]: the worker loop that ties them together.
 //! - [`local_run`]: `sluice run` — one task in the sandbox, without Redis.
+//! - [`tenant`]: multi-tenant workers — config file, fair scheduling by CPU, quotas, ACLs.
 //! - [`admin`]: operator commands — queue counts and the dead-letter queue.
 //! - [`telemetry`]: Prometheus metrics, `/healthz` and `/readyz`.
 #![deny(missing_docs)]
@@ -33,5 +34,6 @@ pub mod record;
 pub mod registry;
 pub mod sandbox;
 pub mod telemetry;
+pub mod tenant;
 pub mod watch;
 pub mod worker;

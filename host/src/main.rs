@@ -4,14 +4,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use sluice::admin;
 use sluice::queue::{Queue, Retention};
 use sluice::registry::{Registry, SharedRegistry};
 use sluice::sandbox::{Plugin, Sandbox, SandboxConfig};
 use sluice::worker::{RetryPolicy, Worker, WorkerConfig};
-use sluice::{telemetry, watch};
+use sluice::{telemetry, tenant, watch};
 
 /// Sluice: a Redis task-queue worker that runs every task in a sandboxed
 /// WebAssembly component.
@@ -41,6 +41,14 @@ struct QueueArgs {
         global = true
     )]
     queue: String,
+    /// Configuration file (TOML): worker settings and `[[tenant]]` tables.
+    /// With tenants, `--tenant NAME` picks the tenant whose queue a command
+    /// works on (`sluice stats` shows every tenant).
+    #[arg(long, env = "SLUICE_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Tenant name (with `--config`).
+    #[arg(long, global = true)]
+    tenant: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -82,6 +90,27 @@ enum Command {
         queue: QueueArgs,
         #[command(subcommand)]
         command: DeadCommand,
+    },
+    /// Tenant tools (multi-tenant workers).
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Print the `ACL SETUSER …` line that gives tenant NAME's producers
+    /// exactly their access: push to its queue, read its results and reply lists.
+    Acl {
+        /// Tenant name.
+        name: String,
+        /// Configuration file naming the tenant.
+        #[arg(long, env = "SLUICE_CONFIG")]
+        config: PathBuf,
+        /// Password of the user (default: `nopass`).
+        #[arg(long)]
+        password: Option<String>,
     },
 }
 
@@ -199,16 +228,24 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    let (cli, config) = parse_with_config()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         match cli.command {
-            Command::Worker(args) => worker(args).await,
-            Command::Result { queue, id } => result(queue, &id).await,
-            Command::Stats { queue, json } => stats(queue, json).await,
-            Command::Dead { queue, command } => dead(queue, command).await,
+            Command::Worker(args) => worker(args, config).await,
+            Command::Result { queue, id } => result(queue, config, &id).await,
+            Command::Stats { queue, json } => stats(queue, config, json).await,
+            Command::Dead { queue, command } => dead(queue, config, command).await,
+            Command::Tenant {
+                command:
+                    TenantCommand::Acl {
+                        name,
+                        config,
+                        password,
+                    },
+            } => tenant_acl(&config, &name, password.as_deref()),
             Command::Plugins { plugins } => list_plugins(&plugins).await,
             Command::Plugin {
                 command: PluginCommand::Check { file },
@@ -222,17 +259,71 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+/// Parses the command line; with `--config FILE` (or `SLUICE_CONFIG`),
+/// reads the file and lets its top-level settings fill every flag that was
+/// not given on the command line or in its environment variable.
+fn parse_with_config() -> anyhow::Result<(Cli, Option<tenant::ConfigFile>)> {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let Some((name, sub)) = matches.subcommand() else {
+        return Ok((cli, None));
+    };
+    let path = match &cli.command {
+        Command::Worker(a) => a.queue.config.clone(),
+        Command::Result { queue, .. }
+        | Command::Stats { queue, .. }
+        | Command::Dead { queue, .. } => queue.config.clone(),
+        _ => None,
+    };
+    let Some(path) = path else {
+        return Ok((cli, None));
+    };
+    let config = tenant::config::load(&path)?;
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut extra = 0;
+    for (flag, value) in config.worker.as_flags() {
+        if name != "worker" && flag != "--redis-url" {
+            continue;
+        }
+        let id = flag.trim_start_matches("--").replace('-', "_");
+        let given = sub.try_get_raw(&id).is_ok_and(|v| v.is_some())
+            && matches!(
+                sub.value_source(&id),
+                Some(
+                    clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable
+                )
+            );
+        if given {
+            continue;
+        }
+        argv.push(flag.into());
+        argv.extend(value.map(Into::into));
+        extra += 1;
+    }
+    if extra == 0 {
+        return Ok((cli, Some(config)));
+    }
+    Ok((Cli::parse_from(argv), Some(config)))
+}
+
+async fn worker(args: WorkerArgs, config: Option<tenant::ConfigFile>) -> anyhow::Result<()> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
     anyhow::ensure!(
         args.max_message_bytes > 0 && args.max_result_bytes > 0,
         "--max-message-bytes and --max-result-bytes must be at least 1"
     );
     check_queue_name(&args.queue.queue)?;
+    let tenants = config.filter(|c| !c.tenants.is_empty());
     let sandbox = Sandbox::new(SandboxConfig {
         max_instances: u32::try_from(args.concurrency * 2 + 8).unwrap_or(u32::MAX),
+        consume_fuel: tenants
+            .as_ref()
+            .is_some_and(|c| c.tenants.iter().any(|t| t.fuel_per_task.is_some())),
         ..SandboxConfig::default()
     })?;
+    if let Some(config) = tenants {
+        return multi_tenant_worker(args, config, sandbox).await;
+    }
     let registry = Registry::load_dir(&sandbox, &args.plugins)
         .await
         .with_context(|| format!("cannot load plugins from {}", args.plugins.display()))?;
@@ -290,6 +381,62 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The worker's settings from its flags.
+fn worker_config(args: &WorkerArgs) -> WorkerConfig {
+    WorkerConfig {
+        concurrency: args.concurrency,
+        burst: args.burst,
+        lease: Duration::from_millis(args.lease_ms),
+        heartbeat: Duration::from_millis(args.heartbeat_ms),
+        grace: Duration::from_secs(args.grace_secs),
+        retry: RetryPolicy {
+            max_retries: args.max_retries,
+            base_ms: args.backoff_base_ms,
+            cap_ms: args.backoff_cap_ms,
+        },
+        max_crashes: args.max_crashes,
+        unknown_type_grace: Duration::from_millis(args.unknown_type_grace_ms),
+        ..WorkerConfig::default()
+    }
+}
+
+/// `sluice worker --config FILE` with `[[tenant]]` tables: one process
+/// serving every tenant over one pool of `--concurrency` slots.
+async fn multi_tenant_worker(
+    args: WorkerArgs,
+    config: tenant::ConfigFile,
+    sandbox: Sandbox,
+) -> anyhow::Result<()> {
+    let options = tenant::ServeOptions {
+        redis_url: args.queue.redis_url.clone(),
+        retention: Retention {
+            result_ttl_secs: args.result_ttl_secs,
+            ..Retention::default()
+        },
+        watch: !args.no_watch,
+        base_id: format!("{}:{}", hostname(), std::process::id()),
+    };
+    let names: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
+    tracing::info!(tenants = ?names, config = %config.path.display(), "multi-tenant worker");
+    let tenants = tenant::Tenants::load(&config, &sandbox, &worker_config(&args), &options)
+        .await
+        .with_context(|| format!("cannot connect to redis at {}", options.redis_url))?;
+    if let Some((queue, registry)) = tenants.first() {
+        warn_if_evicting(queue).await;
+        if let Some(addr) = args.metrics_addr {
+            telemetry::serve(addr, queue.clone(), registry.clone()).await?;
+        }
+    }
+    tenants.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into())
+}
+
 /// Resolves on the first SIGTERM or SIGINT.
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -319,8 +466,12 @@ async fn warn_if_evicting(queue: &Queue) {
     }
 }
 
-async fn result(args: QueueArgs, id: &str) -> anyhow::Result<()> {
-    let queue = connect(&args).await?;
+async fn result(
+    args: QueueArgs,
+    config: Option<tenant::ConfigFile>,
+    id: &str,
+) -> anyhow::Result<()> {
+    let queue = connect(&args, config.as_ref()).await?;
     let record: Option<String> = redis::cmd("GET")
         .arg(queue.keys().result(id))
         .query_async(&mut queue.connection())
@@ -333,7 +484,7 @@ async fn result(args: QueueArgs, id: &str) -> anyhow::Result<()> {
         }
         None => anyhow::bail!(
             "no result for task {id:?} in queue {:?} (unknown id, not finished yet, or expired)",
-            args.queue
+            queue.keys().pending
         ),
     }
 }
@@ -344,15 +495,57 @@ fn check_queue_name(queue: &str) -> anyhow::Result<()> {
     sluice::keys::check_queue_name(queue).context("invalid --queue (SLUICE_QUEUE)")
 }
 
-async fn connect(args: &QueueArgs) -> anyhow::Result<Queue> {
-    check_queue_name(&args.queue)?;
-    Queue::connect(&args.redis_url, &args.queue, Retention::default())
+/// Connects to the queue a command works on: `--queue`, or with `--config`
+/// and `--tenant NAME`, that tenant's queue.
+async fn connect(args: &QueueArgs, config: Option<&tenant::ConfigFile>) -> anyhow::Result<Queue> {
+    let queue = match (config, &args.tenant) {
+        (Some(config), Some(name)) => match config.tenant(name) {
+            Some(t) => t.queue.clone(),
+            None => anyhow::bail!(
+                "no tenant {name:?} in {} (tenants: {})",
+                config.path.display(),
+                config
+                    .tenants
+                    .iter()
+                    .map(|t| t.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+        (Some(config), None) if !config.tenants.is_empty() => anyhow::bail!(
+            "{} has tenants: name one with --tenant NAME",
+            config.path.display()
+        ),
+        (Some(config), None) => config
+            .worker
+            .queue
+            .clone()
+            .unwrap_or_else(|| args.queue.clone()),
+        (None, Some(name)) => {
+            anyhow::bail!(
+                "--tenant {name} needs --config FILE (or SLUICE_CONFIG) naming the tenants"
+            )
+        }
+        (None, None) => args.queue.clone(),
+    };
+    check_queue_name(&queue)?;
+    Queue::connect(&args.redis_url, &queue, Retention::default())
         .await
         .with_context(|| format!("cannot connect to redis at {}", args.redis_url))
 }
 
-async fn stats(args: QueueArgs, json: bool) -> anyhow::Result<()> {
-    let stats = admin::stats(&connect(&args).await?).await?;
+async fn stats(
+    args: QueueArgs,
+    config: Option<tenant::ConfigFile>,
+    json: bool,
+) -> anyhow::Result<()> {
+    if let Some(config) = config
+        .as_ref()
+        .filter(|c| !c.tenants.is_empty() && args.tenant.is_none())
+    {
+        return tenant_stats(&args, config, json).await;
+    }
+    let stats = admin::stats(&connect(&args, config.as_ref()).await?).await?;
     if json {
         println!("{}", serde_json::to_string(&stats)?);
         return Ok(());
@@ -380,8 +573,79 @@ async fn stats(args: QueueArgs, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn dead(args: QueueArgs, command: DeadCommand) -> anyhow::Result<()> {
-    let queue = connect(&args).await?;
+/// `sluice stats --config FILE`: one row per tenant.
+async fn tenant_stats(
+    args: &QueueArgs,
+    config: &tenant::ConfigFile,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for t in &config.tenants {
+        let queue = Queue::connect(&args.redis_url, &t.queue, Retention::default())
+            .await
+            .with_context(|| format!("cannot connect to redis at {}", args.redis_url))?;
+        let stats = admin::stats(&queue).await?;
+        let (cpu_us, throttled_until) = tenant::quota::minute_usage(&queue).await?;
+        rows.push((t, stats, cpu_us, throttled_until));
+    }
+    if json {
+        for (t, stats, cpu_us, throttled_until) in &rows {
+            let row = serde_json::json!({
+                "tenant": t.name, "queue": stats.queue, "pending": stats.pending,
+                "in_flight": stats.in_flight, "delayed": stats.delayed, "dead": stats.dead,
+                "processed": stats.counters.get("processed").copied().unwrap_or(0),
+                "cpu_ms_this_minute": cpu_us / 1000,
+                "cpu_ms_per_min": t.cpu_ms_per_min,
+                "throttled_until": (*throttled_until > 0).then_some(*throttled_until),
+            });
+            println!("{row}");
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:>9} {:>9} {:>9} {:>7} {:>10} {:>14}  quota",
+        "tenant", "pending", "in_flight", "delayed", "dead", "processed", "cpu_ms/minute"
+    );
+    for (t, stats, cpu_us, throttled_until) in &rows {
+        let budget = t
+            .cpu_ms_per_min
+            .map(|b| format!("/{b}"))
+            .unwrap_or_default();
+        let quota = if *throttled_until > 0 {
+            "throttled (waiting)"
+        } else {
+            "-"
+        };
+        println!(
+            "{:<20} {:>9} {:>9} {:>9} {:>7} {:>10} {:>14}  {quota}",
+            t.name,
+            stats.pending,
+            stats.in_flight,
+            stats.delayed,
+            stats.dead,
+            stats.counters.get("processed").copied().unwrap_or(0),
+            format!("{}{budget}", cpu_us / 1000),
+        );
+    }
+    Ok(())
+}
+
+/// `sluice tenant acl NAME --config FILE`.
+fn tenant_acl(path: &std::path::Path, name: &str, password: Option<&str>) -> anyhow::Result<()> {
+    let config = tenant::config::load(path)?;
+    let Some(spec) = config.tenant(name) else {
+        anyhow::bail!("no tenant {name:?} in {}", path.display());
+    };
+    println!("{}", tenant::acl::setuser_line(spec, password));
+    Ok(())
+}
+
+async fn dead(
+    args: QueueArgs,
+    config: Option<tenant::ConfigFile>,
+    command: DeadCommand,
+) -> anyhow::Result<()> {
+    let queue = connect(&args, config.as_ref()).await?;
     match command {
         DeadCommand::List { limit } => {
             for letter in admin::dead_list(&queue, limit).await? {
@@ -390,13 +654,13 @@ async fn dead(args: QueueArgs, command: DeadCommand) -> anyhow::Result<()> {
         }
         DeadCommand::Show { id } => match admin::dead_show(&queue, &id).await? {
             Some(letter) => println!("{}", serde_json::to_string_pretty(&letter)?),
-            None => anyhow::bail!("no dead letter {id:?} in queue {:?}", args.queue),
+            None => anyhow::bail!("no dead letter {id:?} in queue {:?}", queue.keys().pending),
         },
         DeadCommand::Requeue { id: Some(id), .. } => {
             anyhow::ensure!(
                 admin::dead_requeue(&queue, &id).await?,
                 "no dead letter {id:?} in queue {:?}",
-                args.queue
+                queue.keys().pending
             );
             println!("requeued {id}");
         }

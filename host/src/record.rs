@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::sandbox::Usage;
+
 /// Final or intermediate status of a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -18,10 +20,11 @@ pub enum Status {
 ///
 /// Kinds: `malformed`, `missing_task_type`, `unknown_task_type` (the message
 /// could not be routed); `retryable`, `fatal`, `trap`, `timeout`, `memory`,
-/// `interrupted`, `sandbox` (the sandbox, see `sandbox::TaskFailure`);
-/// `poison` (in flight on too many workers that crashed); `too_large` (the
-/// message is longer than `--max-message-bytes`), `result_too_large` (the
-/// result is longer than `max_result_bytes`).
+/// `interrupted`, `sandbox`, `fuel_exhausted` (the sandbox, see
+/// `sandbox::TaskFailure`); `poison` (in flight on too many workers that
+/// crashed); `too_large` (the message is longer than `--max-message-bytes`),
+/// `result_too_large` (the result is longer than `max_result_bytes`);
+/// `forbidden_reply_to` (multi-tenant: `reply_to` outside the tenant's prefix).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorInfo {
     /// Stable name of the case.
@@ -37,7 +40,8 @@ pub struct ErrorInfo {
 /// {"id":"0193…","task_type":"parse_log_file","status":"succeeded",
 ///  "result":{"lines":20,…},"error":null,"attempts":1,
 ///  "started_at":1764000000123,"finished_at":1764000000125,"duration_ms":2,
-///  "plugin":"parse-log-file","plugin_version":"0.1.0","plugin_sha256":"…","worker":"host:1234:ab12"}
+///  "plugin":"parse-log-file","plugin_version":"0.1.0","plugin_sha256":"…","worker":"host:1234:ab12",
+///  "usage":{"cpu_us":812,"peak_memory_bytes":1179648,"fuel":null,"instantiate_us":9}}
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ResultRecord {
@@ -67,6 +71,13 @@ pub struct ResultRecord {
     pub plugin_sha256: Option<String>,
     /// Id of the worker that ran this attempt.
     pub worker: String,
+    /// What the attempt used: CPU, peak memory, fuel, instantiation time
+    /// (all zero, fuel `null`, when the task never reached a plugin).
+    pub usage: Usage,
+    /// The tenant whose queue the task came from (multi-tenant workers only;
+    /// absent in single-tenant mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// A message that will not be processed again unless requeued, stored as

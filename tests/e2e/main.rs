@@ -17,3 +17,4 @@ mod retries;
 mod sandbox_limits;
 mod soak;
 mod startup;
+mod tenancy;

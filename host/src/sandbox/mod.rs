@@ -24,6 +24,7 @@ mod log;
 mod output;
 mod plugin;
 mod state;
+mod usage;
 mod warm;
 pub mod world;
 
@@ -40,6 +41,7 @@ pub use compile::{CompileInfo, default_cache_dir};
 pub use output::{CapturedOutput, DEFAULT_CAPTURE_BYTES};
 pub use plugin::{LoadError, NativeHandler, Plugin, sha256_hex};
 pub use state::CancelToken;
+pub use usage::{Usage, on_cpu, thread_cpu_time};
 
 use bindings::{WitTask, WitTaskError};
 use log::LogBudget;
@@ -77,11 +79,15 @@ pub enum TaskFailure {
     /// The sandbox could not be set up (a preopen failed, the pool is exhausted).
     #[error("sandbox error: {0}")]
     Sandbox(String),
+    /// The task used up its fuel (its tenant's `fuel_per_task`, in wasmtime
+    /// fuel units). Deterministic: the same input exhausts it again.
+    #[error("out of fuel: the task used its {0} units of fuel")]
+    FuelExhausted(u64),
 }
 
 impl TaskFailure {
     /// Short, stable name of the case: `retryable`, `fatal`, `trap`,
-    /// `timeout`, `memory`, `interrupted` or `sandbox`.
+    /// `timeout`, `memory`, `interrupted`, `sandbox` or `fuel_exhausted`.
     pub fn kind(&self) -> &'static str {
         match self {
             TaskFailure::Retryable(_) => "retryable",
@@ -91,14 +97,16 @@ impl TaskFailure {
             TaskFailure::MemoryExhausted(_) => "memory",
             TaskFailure::Interrupted => "interrupted",
             TaskFailure::Sandbox(_) => "sandbox",
+            TaskFailure::FuelExhausted(_) => "fuel_exhausted",
         }
     }
 
     /// Whether another attempt may succeed. Only `fatal` is permanent: traps,
     /// timeouts and memory exhaustion can be transient (input-dependent
     /// paths, a slow dependency), so they are retried like `retryable`.
+    /// Fuel exhaustion is deterministic, so it is permanent too.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, TaskFailure::Fatal(_))
+        !matches!(self, TaskFailure::Fatal(_) | TaskFailure::FuelExhausted(_))
     }
 }
 
@@ -131,6 +139,37 @@ pub struct RunTimings {
     pub teardown: Duration,
 }
 
+/// Limits of one task beyond its plugin's manifest: a tenant's ceilings
+/// and fuel. `None` everywhere (the default) means the manifest's limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskLimits {
+    /// Fuel the task may consume (only when the sandbox meters fuel, see
+    /// [`SandboxConfig::consume_fuel`]); running out fails it with
+    /// [`TaskFailure::FuelExhausted`].
+    pub fuel: Option<u64>,
+    /// Ceiling over the manifest's `memory_bytes`, bytes.
+    pub memory_bytes: Option<u64>,
+    /// Ceiling over the manifest's `timeout_ms`, ms.
+    pub timeout_ms: Option<u64>,
+}
+
+impl TaskLimits {
+    fn memory_bytes(&self, manifest: &crate::manifest::Manifest) -> u64 {
+        self.memory_bytes
+            .map_or(manifest.memory_bytes, |m| m.min(manifest.memory_bytes))
+    }
+
+    fn timeout(&self, manifest: &crate::manifest::Manifest) -> Duration {
+        Duration::from_millis(
+            self.timeout_ms
+                .map_or(manifest.timeout_ms, |t| t.min(manifest.timeout_ms)),
+        )
+    }
+}
+
+/// Fuel given to a task without a fuel limit when the engine meters fuel.
+const UNLIMITED_FUEL: u64 = i64::MAX as u64;
+
 /// Sizing of the sandbox.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -142,6 +181,12 @@ pub struct SandboxConfig {
     pub capture_bytes: usize,
     /// Folder of precompiled components (`None`: compile every time).
     pub cache_dir: Option<std::path::PathBuf>,
+    /// Meter fuel (wasmtime `consume_fuel`) in every store, so tasks can
+    /// have a fuel limit and report the fuel they used. It changes the
+    /// compiled code (a counter update per basic block), so it is an
+    /// engine-wide switch, off by default; the multi-tenant worker turns it
+    /// on when a tenant sets `fuel_per_task`.
+    pub consume_fuel: bool,
 }
 
 impl Default for SandboxConfig {
@@ -150,6 +195,7 @@ impl Default for SandboxConfig {
             max_instances: 128,
             capture_bytes: DEFAULT_CAPTURE_BYTES,
             cache_dir: default_cache_dir(),
+            consume_fuel: false,
         }
     }
 }
@@ -227,28 +273,65 @@ impl Sandbox {
         task: &TaskInput<'_>,
         cancel: &CancelToken,
     ) -> (Result<String, TaskFailure>, RunTimings) {
+        let (outcome, timings, _) = self
+            .run_limited(plugin, task, cancel, &TaskLimits::default())
+            .await;
+        (outcome, timings)
+    }
+
+    /// [`Sandbox::run`] under `limits` (a tenant's ceilings and fuel),
+    /// returning what the task used (see [`Usage`]).
+    pub async fn run_metered(
+        &self,
+        plugin: &Plugin,
+        task: &TaskInput<'_>,
+        cancel: &CancelToken,
+        limits: &TaskLimits,
+    ) -> (Result<String, TaskFailure>, Usage) {
+        let (outcome, _, usage) = self.run_limited(plugin, task, cancel, limits).await;
+        (outcome, usage)
+    }
+
+    async fn run_limited(
+        &self,
+        plugin: &Plugin,
+        task: &TaskInput<'_>,
+        cancel: &CancelToken,
+        limits: &TaskLimits,
+    ) -> (Result<String, TaskFailure>, RunTimings, Usage) {
         let mut timings = RunTimings::default();
+        let mut usage = Usage::default();
+        let mut cpu = Duration::ZERO;
         let pre = match plugin.code() {
             Ok(pre) => pre,
             Err(native) => {
                 let start = Instant::now();
-                let outcome = native(task);
+                let outcome = on_cpu(&mut cpu, async { native(task) }).await;
                 timings.call = start.elapsed();
-                return (outcome, timings);
+                usage.cpu_us = cpu.as_micros() as u64;
+                return (outcome, timings, usage);
             }
         };
         let setup = Instant::now();
         let manifest = plugin.manifest();
-        let timeout = Duration::from_millis(manifest.timeout_ms);
+        let timeout = limits.timeout(manifest);
         let warm = Some(plugin.warm()).filter(|_| manifest.instance_reuse > 1);
         let mut sandboxed = match warm.and_then(WarmPool::take) {
             Some(parked) => parked,
-            None => match self.sandboxed(plugin) {
+            None => match self.sandboxed(plugin, limits) {
                 Ok(fresh) => fresh,
-                Err(e) => return (Err(TaskFailure::Sandbox(format!("{e:#}"))), timings),
+                Err(e) => {
+                    return (Err(TaskFailure::Sandbox(format!("{e:#}"))), timings, usage);
+                }
             },
         };
         sandboxed.arm(timeout, cancel);
+        let fuel = self.inner.config.consume_fuel.then(|| {
+            let fuel = limits.fuel.unwrap_or(UNLIMITED_FUEL);
+            // Cannot fail: the engine meters fuel.
+            let _ = sandboxed.store.set_fuel(fuel);
+            fuel
+        });
         let wit_task = WitTask {
             id: task.id,
             task_type: task.task_type,
@@ -268,7 +351,7 @@ impl Sandbox {
                     .record(timings.instantiate.as_secs_f64());
             }
             let instance = instance.as_ref().expect("instantiated above");
-            let outcome = instance.call_handle(&mut *store, wit_task).await;
+            let outcome = on_cpu(&mut cpu, instance.call_handle(&mut *store, wit_task)).await;
             timings.call = start.elapsed() - timings.instantiate;
             outcome
         };
@@ -281,6 +364,16 @@ impl Sandbox {
             Ok(Err(error)) => (Err(classify_trap(&error, store.data(), timeout)), false),
             Err(_elapsed) => (Err(TaskFailure::Timeout(timeout.as_millis() as u64)), false),
         };
+        let outcome = match (outcome, fuel) {
+            (Err(TaskFailure::FuelExhausted(_)), Some(limit)) => {
+                Err(TaskFailure::FuelExhausted(limit))
+            }
+            (outcome, _) => outcome,
+        };
+        usage.cpu_us = cpu.as_micros() as u64;
+        usage.instantiate_us = timings.instantiate.as_micros() as u64;
+        usage.peak_memory_bytes = store.data().memory_peak as u64;
+        usage.fuel = fuel.map(|given| given.saturating_sub(store.get_fuel().unwrap_or(0)));
         log_output("stdout", &sandboxed.stdout);
         log_output("stderr", &sandboxed.stderr);
         report_dropped_logs(task.id, &mut sandboxed.store.data_mut().log);
@@ -296,7 +389,7 @@ impl Sandbox {
         let teardown = Instant::now();
         drop(leftover);
         timings.teardown = teardown.elapsed();
-        (outcome, timings)
+        (outcome, timings, usage)
     }
 
     /// A fresh store for `plugin` (not yet armed, not yet instantiated):
@@ -305,7 +398,7 @@ impl Sandbox {
     ///
     /// # Errors
     /// When a granted directory cannot be opened.
-    fn sandboxed(&self, plugin: &Plugin) -> anyhow::Result<Sandboxed> {
+    fn sandboxed(&self, plugin: &Plugin, limits: &TaskLimits) -> anyhow::Result<Sandboxed> {
         let manifest = plugin.manifest();
         let stdout = CapturedOutput::new(self.inner.config.capture_bytes);
         let stderr = CapturedOutput::new(self.inner.config.capture_bytes);
@@ -332,8 +425,9 @@ impl Sandbox {
         let state = TaskState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            memory_limit: usize::try_from(manifest.memory_bytes).unwrap_or(usize::MAX),
+            memory_limit: usize::try_from(limits.memory_bytes(manifest)).unwrap_or(usize::MAX),
             memory_used: 0,
+            memory_peak: 0,
             memory_exceeded: false,
             deadline: Instant::now(),
             cancel: CancelToken::default(),
@@ -358,8 +452,11 @@ impl Sandbox {
             .code()
             .map_err(|_| anyhow::anyhow!("a native plugin has no component"))?;
         let timeout = LOAD_TIMEOUT.min(Duration::from_millis(plugin.manifest().timeout_ms));
-        let mut sandboxed = self.sandboxed(plugin)?;
+        let mut sandboxed = self.sandboxed(plugin, &TaskLimits::default())?;
         sandboxed.arm(timeout, &CancelToken::default());
+        if self.inner.config.consume_fuel {
+            let _ = sandboxed.store.set_fuel(UNLIMITED_FUEL);
+        }
         let store = &mut sandboxed.store;
         let call = async {
             let instance = pre.instantiate_async(&mut *store).await?;
@@ -382,6 +479,8 @@ fn classify_trap(error: &wasmtime::Error, state: &TaskState, timeout: Duration) 
         TaskFailure::Timeout(timeout.as_millis() as u64)
     } else if error.is::<Cancelled>() {
         TaskFailure::Interrupted
+    } else if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::OutOfFuel) {
+        TaskFailure::FuelExhausted(0)
     } else if let Some(e) = error.downcast_ref::<MemoryLimitExceeded>() {
         TaskFailure::MemoryExhausted(e.to_string())
     } else if state.memory_exceeded {
@@ -449,6 +548,7 @@ fn engine_config(config: &SandboxConfig) -> Config {
         .pagemap_scan(Enabled::Auto);
     let mut cfg = Config::new();
     cfg.epoch_interruption(true)
+        .consume_fuel(config.consume_fuel)
         .concurrency_support(false)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     cfg

@@ -57,6 +57,8 @@ pub(crate) struct TaskState {
     pub(crate) memory_limit: usize,
     /// Bytes of linear memory currently allocated, over all memories.
     pub(crate) memory_used: usize,
+    /// Largest `memory_used` since the store was last armed, bytes.
+    pub(crate) memory_peak: usize,
     /// Set when a grow was refused, so a later trap can be explained.
     pub(crate) memory_exceeded: bool,
     /// Wall-clock deadline, checked at every epoch tick.
@@ -110,6 +112,7 @@ impl ResourceLimiter for TaskState {
             }));
         }
         self.memory_used = total;
+        self.memory_peak = self.memory_peak.max(total);
         Ok(true)
     }
 

@@ -40,6 +40,7 @@ impl Sandboxed {
         state.cancel = cancel.clone();
         state.memory_exceeded = false;
         state.log.reset();
+        state.memory_peak = state.memory_used;
         self.store.set_epoch_deadline(1);
     }
 }

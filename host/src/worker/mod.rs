@@ -8,6 +8,7 @@ mod oversized;
 mod process;
 mod replies;
 mod retry;
+mod slots;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,10 +21,13 @@ use tokio_util::task::TaskTracker;
 pub use lease::{Lease, LeaseHolder};
 pub use process::Outcome;
 pub use retry::RetryPolicy;
+pub use slots::Slot;
 
 use crate::queue::Queue;
 use crate::registry::SharedRegistry;
 use crate::sandbox::Sandbox;
+use crate::tenant::TenantContext;
+use slots::Slots;
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -115,6 +119,8 @@ pub struct Shared {
     acker: acks::Acker,
     /// Tasks done running that await their acknowledgement (see [`UNACKED_PER_SLOT`]).
     unacked: Semaphore,
+    /// The tenant this worker serves, in a multi-tenant worker.
+    tenant: Option<Arc<TenantContext>>,
 }
 
 /// A task gives its slot back as soon as its handler has run, and waits for
@@ -165,6 +171,7 @@ impl Worker {
                 acker,
                 unacked: Semaphore::new(unacked_capacity(&config)),
                 config,
+                tenant: None,
             }),
             leases: Arc::new(LeaseHolder::new(base_id)),
             acker_task: std::sync::Mutex::new(Some(acker_task)),
@@ -178,6 +185,16 @@ impl Worker {
         Arc::get_mut(&mut self.shared)
             .expect("worker not running yet")
             .on_task_start = Some(probe);
+        self
+    }
+
+    /// Makes this worker serve one tenant of a multi-tenant worker: its slots
+    /// come from the tenant scheduler, its tasks run under the tenant's
+    /// limits and quotas, and its result records name the tenant.
+    pub fn with_tenant(mut self, tenant: Arc<TenantContext>) -> Worker {
+        Arc::get_mut(&mut self.shared)
+            .expect("worker not running yet")
+            .tenant = Some(tenant);
         self
     }
 
@@ -227,7 +244,13 @@ impl Worker {
             config.clone(),
         ));
 
-        let slots = Arc::new(Semaphore::new(config.concurrency));
+        let slots = match &shared.tenant {
+            Some(tenant) => Slots::Shared(tenant.scheduler.clone(), tenant.index),
+            None => Slots::Own(
+                Arc::new(Semaphore::new(config.concurrency)),
+                config.concurrency,
+            ),
+        };
         let done = Arc::new(Notify::new());
 
         tokio::pin!(shutdown);
@@ -283,17 +306,16 @@ impl Worker {
     }
 
     /// Whether no task runs or awaits its acknowledgement.
-    fn none_in_flight(&self, slots: &Semaphore) -> bool {
+    fn none_in_flight(&self, slots: &Slots) -> bool {
         let config = &self.shared.config;
-        slots.available_permits() == config.concurrency
-            && self.shared.unacked.available_permits() == unacked_capacity(config)
+        slots.held() == 0 && self.shared.unacked.available_permits() == unacked_capacity(config)
     }
 
     /// Fetches messages while slots are free and spawns a task for each.
     /// Returns (burst mode only) once the queue is empty and nothing is in
     /// flight. When the queue is empty, a loop that `may_block` waits on it
     /// with `BLMOVE`; another waits for a running task to end.
-    async fn fetch_loop(&self, slots: &Arc<Semaphore>, done: &Arc<Notify>, may_block: bool) {
+    async fn fetch_loop(&self, slots: &Slots, done: &Arc<Notify>, may_block: bool) {
         let shared = &self.shared;
         let config = &shared.config;
         let mut blocking = None;
@@ -301,7 +323,7 @@ impl Worker {
         // Log Redis outages once per change of state, not once per retry.
         let mut redis_down = false;
         loop {
-            let first = slots.clone().acquire_owned().await.expect("semaphore open");
+            let first = slots.acquire().await;
             let mut permits = vec![first];
             // Under load, gather a few free slots (≤ 1 ms) so that one fetch
             // round trip serves several tasks; when idle, fetch at once.
@@ -309,12 +331,12 @@ impl Worker {
             let gather_until = tokio::time::Instant::now() + FETCH_GATHER;
             loop {
                 while permits.len() < config.batch {
-                    match slots.clone().try_acquire_owned() {
-                        Ok(p) => permits.push(p),
-                        Err(_) => break,
+                    match slots.try_acquire() {
+                        Some(p) => permits.push(p),
+                        None => break,
                     }
                 }
-                let running = config.concurrency - permits.len() - slots.available_permits();
+                let running = slots.held() - permits.len();
                 if permits.len() >= enough || running == 0 {
                     break;
                 }
@@ -324,6 +346,17 @@ impl Worker {
                 {
                     break;
                 }
+            }
+            if let Some(tenant) = &shared.tenant {
+                // Quotas: fetch only as many as the tenant may start now;
+                // over quota, its tasks wait in its queue.
+                let granted = tenant.admit(permits.len()).await;
+                if granted == 0 {
+                    drop(permits);
+                    tenant.wait_for_quota().await;
+                    continue;
+                }
+                permits.truncate(granted);
             }
             let lease = self.leases.current();
             let fetched = match shared
@@ -359,6 +392,9 @@ impl Worker {
                 tracing::info!("redis reachable again; fetching resumed");
                 redis_down = false;
             }
+            if let Some(tenant) = &shared.tenant {
+                tenant.refund(permits.len() - fetched.len()).await;
+            }
             if !fetched.is_empty() {
                 for (raw, permit) in fetched.into_iter().zip(permits.drain(..)) {
                     self.spawn_task(lease.clone(), raw, permit, done.clone());
@@ -376,7 +412,11 @@ impl Worker {
                 done.notified().await;
                 continue;
             }
-            // Idle: block on the queue with one slot.
+            // Idle: block on the queue with one slot (with none when the
+            // slots are shared by tenants: an idle tenant must not hold one).
+            if slots.shared() {
+                permits.clear();
+            }
             if blocking.is_none() {
                 match shared.queue.blocking_connection(config.block).await {
                     Ok(conn) => blocking = Some(conn),
@@ -398,8 +438,11 @@ impl Worker {
                 .await
             {
                 Ok(Some(raw)) => {
+                    let permit = match permits.pop() {
+                        Some(permit) => permit,
+                        None => self.admitted_slot(slots).await,
+                    };
                     if self.leases.current().worker_id == lease.worker_id {
-                        let permit = permits.pop().expect("one permit");
                         self.spawn_task(lease, raw, permit, done.clone());
                     }
                     // Else the lease was lost while blocked: the message sits in the old
@@ -431,13 +474,19 @@ impl Worker {
         }
     }
 
-    fn spawn_task(
-        &self,
-        lease: Lease,
-        raw: Vec<u8>,
-        permit: tokio::sync::OwnedSemaphorePermit,
-        done: Arc<Notify>,
-    ) {
+    /// A slot for a message taken while idle without one (shared slots),
+    /// once the tenant's quotas let it start. The message waits in this
+    /// worker's in-flight list meanwhile, covered by its lease.
+    async fn admitted_slot(&self, slots: &Slots) -> Slot {
+        if let Some(tenant) = &self.shared.tenant {
+            while tenant.admit(1).await == 0 {
+                tenant.wait_for_quota().await;
+            }
+        }
+        slots.acquire().await
+    }
+
+    fn spawn_task(&self, lease: Lease, raw: Vec<u8>, permit: Slot, done: Arc<Notify>) {
         let shared = self.shared.clone();
         self.tasks.spawn(async move {
             let outcome = process::process(&shared, &lease, raw, permit).await;

@@ -5,17 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
-use super::Shared;
 use super::acks::AckRequest;
 use super::lease::Lease;
 use super::retry::RetryPolicy;
+use super::{Shared, Slot};
 use crate::message::{self, BadMessage, Envelope, Task};
 use crate::queue::QueueResult;
 use crate::record::{self, DeadLetter, ErrorInfo, ResultRecord, Status, now_ms};
-use crate::sandbox::{Plugin, TaskFailure, TaskInput};
+use crate::sandbox::{Plugin, TaskFailure, TaskInput, TaskLimits, Usage};
 
 /// What became of one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,12 +34,7 @@ pub enum Outcome {
 
 /// Handles one fetched message under `lease`, holding `slot` (one of the
 /// worker's `concurrency` slots) until its handler has run.
-pub async fn process(
-    shared: &Shared,
-    lease: &Lease,
-    raw: Vec<u8>,
-    slot: OwnedSemaphorePermit,
-) -> Outcome {
+pub async fn process(shared: &Shared, lease: &Lease, raw: Vec<u8>, slot: Slot) -> Outcome {
     let started_at = now_ms();
     // Shared, not copied, with the acknowledgement that carries it to Redis.
     let raw = Bytes::from(raw);
@@ -55,6 +49,24 @@ pub async fn process(
     };
     let span = tracing::info_span!("task", id = %task.id, task_type = %task.task_type, plugin = tracing::field::Empty);
     async {
+        if let Some(tenant) = &shared.tenant
+            && let Some(reply_to) = task.reply_to.as_deref()
+            && !tenant.allows_reply_to(reply_to)
+        {
+            let error = ErrorInfo {
+                kind: "forbidden_reply_to".into(),
+                message: format!(
+                    "reply_to {reply_to:?} is outside tenant {:?}'s prefix {:?}; nothing was pushed",
+                    tenant.name, tenant.reply_to_prefix
+                ),
+            };
+            // Dead-lettered without running, and without a reply.
+            let task = Task {
+                reply_to: None,
+                ..task.clone()
+            };
+            return fail(shared, lease, &raw, &task, None, error, started_at).await;
+        }
         if let Some(due) = task.not_before_ms.filter(|&due| due > started_at) {
             return defer(shared, lease, &raw, &task, due).await;
         }
@@ -75,7 +87,7 @@ async fn run(
     task: &Task,
     plugin: &Plugin,
     started_at: u64,
-    slot: OwnedSemaphorePermit,
+    mut slot: Slot,
 ) -> Outcome {
     let attempt = task.attempts + 1;
     let input = TaskInput {
@@ -84,15 +96,29 @@ async fn run(
         params: &task.params,
         attempt,
     };
-    let labels = [
+    let mut labels = vec![
         ("task_type", task.task_type.clone()),
         ("plugin", plugin.name().to_owned()),
     ];
+    if let Some(tenant) = &shared.tenant {
+        labels.push(("tenant", tenant.name.clone()));
+    }
     ::metrics::counter!("sluice_tasks_started_total", &labels).increment(1);
     if let Some(probe) = &shared.on_task_start {
         probe(&task.id);
     }
-    let outcome = shared.sandbox.run(plugin, &input, &lease.cancel).await;
+    let limits = shared
+        .tenant
+        .as_ref()
+        .map_or_else(TaskLimits::default, |t| t.limits);
+    let (outcome, usage) = shared
+        .sandbox
+        .run_metered(plugin, &input, &lease.cancel, &limits)
+        .await;
+    slot.charge(usage.cpu_us);
+    if let Some(tenant) = &shared.tenant {
+        tenant.record_usage(&usage);
+    }
     // The handler is done: free the slot for the next task while this one's
     // outcome is written (see `UNACKED_PER_SLOT`).
     let _unacked = shared
@@ -127,6 +153,8 @@ async fn run(
         plugin_version: plugin.manifest().version.clone(),
         plugin_sha256: Some(plugin.sha256().to_owned()),
         worker: lease.worker_id.to_string(),
+        usage,
+        tenant: shared.tenant.as_ref().map(|t| t.name.clone()),
     };
     match outcome {
         Ok(Err(error)) => fail_with(shared, lease, raw, task, record, error).await,
@@ -364,6 +392,8 @@ async fn fail(
         plugin_version: None,
         plugin_sha256: None,
         worker: lease.worker_id.to_string(),
+        usage: Usage::default(),
+        tenant: shared.tenant.as_ref().map(|t| t.name.clone()),
     };
     fail_with(shared, lease, raw, task, record, error).await
 }
@@ -380,8 +410,13 @@ async fn fail_with(
     tracing::warn!(attempt = record.attempts, kind = %error.kind, "task failed; dead-lettered: {}", error.message);
     let task_type = record.task_type.clone().unwrap_or_default();
     let plugin = record.plugin.clone().unwrap_or_default();
-    ::metrics::counter!("sluice_tasks_failed_total", "task_type" => task_type.clone(), "plugin" => plugin.clone()).increment(1);
-    ::metrics::counter!("sluice_tasks_dead_lettered_total", "task_type" => task_type, "plugin" => plugin, "reason" => error.kind.clone()).increment(1);
+    let mut labels = vec![("task_type", task_type), ("plugin", plugin)];
+    if let Some(tenant) = &record.tenant {
+        labels.push(("tenant", tenant.clone()));
+    }
+    ::metrics::counter!("sluice_tasks_failed_total", &labels).increment(1);
+    labels.push(("reason", error.kind.clone()));
+    ::metrics::counter!("sluice_tasks_dead_lettered_total", &labels).increment(1);
     let letter = DeadLetter {
         id: task.id.clone(),
         task_type: record.task_type.clone(),
