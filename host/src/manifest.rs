@@ -326,4 +326,30 @@ mod tests {
         }
         std::fs::remove_dir_all(&tmp).unwrap();
     }
+
+    #[test]
+    fn result_and_log_limits_are_manifest_keys() {
+        let path = Path::new("/nonexistent/p.toml");
+        let m = Manifest::parse("", path).unwrap();
+        assert_eq!(
+            (m.max_result_bytes, m.max_log_bytes, m.max_log_lines),
+            (None, 64 * 1024, 1000)
+        );
+        let m = Manifest::parse(
+            "max_result_bytes = 4096\nmax_log_bytes = 0\nmax_log_lines = 5\n",
+            path,
+        )
+        .unwrap();
+        assert_eq!(
+            (m.max_result_bytes, m.max_log_bytes, m.max_log_lines),
+            (Some(4096), 0, 5)
+        );
+        let err = Manifest::parse("max_result_bytes = 0\n", path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("max_result_bytes must be greater than 0"),
+            "{err}"
+        );
+    }
 }

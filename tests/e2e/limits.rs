@@ -291,3 +291,39 @@ fn concurrency_memory() {
     let peak = status.lines().find(|l| l.starts_with("VmHWM")).unwrap();
     println!("--concurrency 256, 512 messages of ~1 MB: worker {peak}");
 }
+
+#[test]
+fn the_log_limits_are_manifest_keys_and_reset_per_task() {
+    let redis = RedisServer::start();
+    // instance_reuse: the budget is per task, not per instance.
+    let plugins = Plugins::new(&[(
+        "misbehave",
+        "max_log_lines = 3\nmax_log_bytes = 100000\ninstance_reuse = 10\n",
+    )]);
+    push(
+        &redis,
+        &[
+            json!({"id": "flood-1", "task_type": "log_flood", "params": {"lines": 100}}),
+            json!({"id": "flood-2", "task_type": "log_flood", "params": {"lines": 100}}),
+        ],
+    );
+    let stderr = assert_ok(&run_burst(&redis, &plugins, &["--concurrency", "1"]));
+    for id in ["flood-1", "flood-2"] {
+        assert_eq!(result(&redis, id).unwrap()["status"], "succeeded");
+        let reports: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("log lines dropped") && l.contains(id))
+            .collect();
+        assert_eq!(reports.len(), 1, "{stderr}");
+        assert!(
+            reports[0].contains("97 log lines dropped"),
+            "{}",
+            reports[0]
+        );
+    }
+    let kept = stderr
+        .lines()
+        .filter(|l| l.contains("log flood line"))
+        .count();
+    assert_eq!(kept, 6, "3 per task");
+}

@@ -421,7 +421,12 @@ async fn fail_with(
         id: task.id.clone(),
         task_type: record.task_type.clone(),
         message: String::from_utf8_lossy(raw).into_owned(),
-        message_bytes: message_bytes(raw),
+        // Only a stand-in (small) is parsed again, for its original length.
+        message_bytes: if error.kind == "too_large" {
+            message_bytes(raw)
+        } else {
+            None
+        },
         error: error.clone(),
         attempts: record.attempts,
         dead_at: record.finished_at,
