@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::manifest::Manifest;
 use crate::record::{ErrorInfo, ResultRecord, Status, now_ms};
-use crate::sandbox::{CancelToken, Plugin, Sandbox, SandboxConfig, TaskInput};
+use crate::sandbox::{CancelToken, Plugin, Sandbox, SandboxConfig, TaskInput, TaskLimits};
 
 /// The arguments of `sluice run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -144,8 +144,8 @@ pub async fn run(args: &RunArgs) -> Result<ResultRecord, UsageError> {
     }
     let id = format!("local-{}", uuid::Uuid::now_v7());
     let started_at = now_ms();
-    let outcome = sandbox
-        .run(
+    let (outcome, usage) = sandbox
+        .run_metered(
             &plugin,
             &TaskInput {
                 id: &id,
@@ -154,6 +154,7 @@ pub async fn run(args: &RunArgs) -> Result<ResultRecord, UsageError> {
                 attempt: 1,
             },
             &CancelToken::default(),
+            &TaskLimits::default(),
         )
         .await;
     let finished_at = now_ms();
@@ -171,6 +172,8 @@ pub async fn run(args: &RunArgs) -> Result<ResultRecord, UsageError> {
         plugin_version: plugin.manifest().version.clone(),
         plugin_sha256: Some(plugin.sha256().to_owned()),
         worker: "local".into(),
+        usage,
+        tenant: None,
     };
     match outcome {
         Ok(result) => match serde_json::value::RawValue::from_string(result) {

@@ -115,6 +115,10 @@ async fn run(
         .sandbox
         .run_metered(plugin, &input, &lease.cancel, &limits)
         .await;
+    // The handler's end, taken before its slot is freed: with
+    // `--concurrency 1` a record's `finished_at` never passes the next
+    // task's `started_at`.
+    let finished_at = now_ms();
     slot.charge(usage.cpu_us);
     if let Some(tenant) = &shared.tenant {
         tenant.record_usage(&usage);
@@ -136,7 +140,6 @@ async fn run(
             usize::try_from(b).unwrap_or(usize::MAX)
         });
     let outcome = outcome.map(|json| record::result_value(json, max_result));
-    let finished_at = now_ms();
     ::metrics::histogram!("sluice_task_duration_seconds", &labels)
         .record(finished_at.saturating_sub(started_at) as f64 / 1e3);
     let mut record = ResultRecord {
