@@ -45,7 +45,8 @@ for i = 1, #leases, 2 do
         local record = cjson.encode({
           id = id, task_type = task_type or cjson.null, status = 'failed', result = cjson.null,
           error = err, attempts = crashes, started_at = now, finished_at = now, duration_ms = 0,
-          plugin = cjson.null, plugin_version = cjson.null, plugin_sha256 = cjson.null, worker = ARGV[4] })
+          plugin = cjson.null, plugin_version = cjson.null, plugin_sha256 = cjson.null, worker = ARGV[4],
+          usage = { cpu_us = 0, peak_memory_bytes = 0, fuel = cjson.null, instantiate_us = 0 } })
         redis.call('SET', KEYS[10] .. id, record, 'EX', ARGV[5])
         if reply_to then redis.call('RPUSH', KEYS[8], #reply_to .. ':' .. reply_to .. record) end
         redis.call('HSET', KEYS[4], id, letter)
