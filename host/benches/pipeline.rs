@@ -747,7 +747,7 @@ fn main() {
         show(reuse_vs_seed, "x"),
         show(reuse_vs_native, "")
     );
-    let (m, sh, pk) = (&tenancy["metering"], &tenancy["shares"], &tenancy["pickup"]);
+    let (m, pk) = (&tenancy["metering"], &tenancy["pickup"]);
     println!(
         "\nmetering (burn-cpu, sequential µs/task p50): 1k iterations {} -> {} with fuel (+{} %), 1M iterations {} -> {} (+{} %); one thread-CPU-clock read {} ns (two per poll of a guest call)",
         m["burn_1k_us_p50"],
@@ -758,17 +758,24 @@ fn main() {
         m["burn_1m_fuel_overhead_pct"],
         m["cpu_clock_read_ns"]
     );
-    println!(
-        "tenant CPU shares (equal weights, 10x task cost, both backlogged): heavy {} / light {} of the CPU; task starts {} / {}",
-        sh["heavy_cpu_share"], sh["light_cpu_share"], sh["heavy_starts"], sh["light_starts"]
-    );
+    for (key, slots) in [
+        ("shares_at_cores", "slots = cores"),
+        ("shares", "slots = min(concurrency, 8)"),
+    ] {
+        let sh = &tenancy[key];
+        println!(
+            "tenant CPU shares ({slots}; equal weights, 10x task cost, both backlogged): heavy {} / light {} of the CPU; task starts {} / {}",
+            sh["heavy_cpu_share"], sh["light_cpu_share"], sh["heavy_starts"], sh["light_starts"]
+        );
+    }
     println!(
         "small tenant's pickup while a big one has {} queued: p50 {} ms, p99 {} ms ({} samples at {}/s; ms resolution)",
-        pk["big_backlog"],
-        pk["small_pickup_p50_ms"],
-        pk["small_pickup_p99_ms"],
-        pk["small_samples"],
-        pk["small_rate"]
+        pk["big_backlog"], pk["pickup_p50_ms"], pk["pickup_p99_ms"], pk["samples"], pk["rate"]
+    );
+    let idle = &tenancy["idle_64_tenants"];
+    println!(
+        "idle worker with 64 tenants, tasks round robin over 63 of them: pickup p50 {} ms, p99 {} ms ({} samples at {}/s)",
+        idle["pickup_p50_ms"], idle["pickup_p99_ms"], idle["samples"], idle["rate"]
     );
     println!(
         "{}",
@@ -786,7 +793,8 @@ fn tenancy_scenario(a: &Args) -> Value {
         .build()
         .unwrap();
     let metering = tenant_shares::metering(&rt, a.smoke);
-    let shares = tenant_shares::shares(&rt, &url, a.smoke, a.concurrency);
+    // At the core count and at up to 8 slots (see the README's limits).
+    let shares_at_cores = tenant_shares::shares(&rt, &url, a.smoke, num_cpus());
     let _: () = redis::cmd("FLUSHALL")
         .query(
             &mut redis::Client::open(url.as_str())
@@ -795,15 +803,21 @@ fn tenancy_scenario(a: &Args) -> Value {
                 .unwrap(),
         )
         .unwrap();
-    let pickup = tenant_shares::pickup(
-        &rt,
-        &url,
-        a.smoke,
-        a.concurrency,
-        100,
-        a.latency_secs.max(2),
-    );
-    json!({"metering": metering, "shares": shares, "pickup": pickup})
+    let shares = tenant_shares::shares(&rt, &url, a.smoke, a.concurrency);
+    let flush = || {
+        let mut conn = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let _: () = redis::cmd("FLUSHALL").query(&mut conn).unwrap();
+    };
+    flush();
+    let backlog = if a.smoke { 5_000 } else { 100_000 };
+    let secs = a.latency_secs.max(2);
+    let pickup = tenant_shares::pickup(&rt, &url, a.concurrency, 100, secs, 1, backlog);
+    flush();
+    let idle64 = tenant_shares::pickup(&rt, &url, a.concurrency, 200, secs, 63, 0);
+    json!({"metering": metering, "shares": shares, "shares_at_cores": shares_at_cores, "pickup": pickup, "idle_64_tenants": idle64})
 }
 
 /// Runs scenario `name` in a child process of this benchmark; its JSON line.

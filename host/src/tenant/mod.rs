@@ -8,7 +8,7 @@
 //! - [`scheduler`]: deficit round robin over the shared slots, charged with each task's CPU time.
 //! - [`quota`]: `rate_per_sec` and `cpu_ms_per_min`, across workers, in Redis.
 //! - [`acl`]: the Redis `ACL SETUSER` line for a tenant's producers.
-//! - [`serve`]: runs one [`Worker`] per tenant over the shared slots.
+//! - [`Tenants`]: loads every tenant and runs one [`Worker`] per tenant over the shared slots.
 
 pub mod acl;
 pub mod config;

@@ -13,9 +13,10 @@
 //! starts of an equal-weight neighbour and neither starves.
 //!
 //! Work-conserving: a tenant that waits for nothing is skipped at once, and
-//! a tenant that becomes active again starts at the smallest virtual time of
-//! the active ones, so it cannot bank credit while idle and then monopolise
-//! the worker.
+//! a tenant that becomes active again starts at most [`IDLE_CREDIT_US`]
+//! behind the smallest virtual time of the active ones (as Linux CFS places
+//! a waking task near `min_vruntime`), so it cannot bank credit while idle
+//! and then monopolise the worker.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,17 @@ use tokio::sync::oneshot;
 
 /// Estimate charged for a tenant's first task, µs of CPU.
 const FIRST_ESTIMATE_US: f64 = 100.0;
+
+/// Most CPU time (µs, per unit of weight) a tenant can bank while idle: a
+/// tenant waking up starts at most this far behind the others. Without any
+/// allowance, a backlogged tenant whose fetches were all in flight for a
+/// moment (no task running or waiting) lost its whole lead.
+pub const IDLE_CREDIT_US: f64 = 50_000.0;
+
+/// How long a tenant must have had nothing running or waiting to count as
+/// idle when it asks again: a backlogged tenant's tasks are all between
+/// fetch and start for moments now and then, which is not idleness.
+pub const IDLE_AFTER: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Weight of the newest task in a tenant's moving average of task cost.
 const EWMA_ALPHA: f64 = 0.2;
@@ -41,6 +53,12 @@ pub struct Share {
 #[derive(Clone)]
 pub struct Scheduler {
     inner: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler").finish_non_exhaustive()
+    }
 }
 
 struct State {
@@ -61,6 +79,8 @@ struct TenantState {
     waiters: VecDeque<oneshot::Sender<Grant>>,
     /// CPU µs charged in all (measured), for reports.
     charged_us: u64,
+    /// When it last had a task running or waiting (`None`: never).
+    last_active: Option<std::time::Instant>,
 }
 
 impl TenantState {
@@ -124,6 +144,7 @@ impl Scheduler {
                 estimate_us: FIRST_ESTIMATE_US,
                 waiters: VecDeque::new(),
                 charged_us: 0,
+                last_active: None,
             })
             .collect();
         Scheduler {
@@ -199,6 +220,7 @@ impl Scheduler {
         state.clock = state.tenants[tenant].vtime;
         let t = &mut state.tenants[tenant];
         t.running += 1;
+        t.last_active = Some(std::time::Instant::now());
         t.vtime += t.estimate_us / t.share.weight;
         Grant {
             scheduler: self.clone(),
@@ -214,6 +236,7 @@ impl Scheduler {
         state.free += 1;
         let t = &mut state.tenants[tenant];
         t.running -= 1;
+        t.last_active = Some(std::time::Instant::now());
         t.vtime += (actual_us as f64 - estimate_us) / t.share.weight;
         if actual_us > 0 {
             t.charged_us += actual_us;
@@ -254,11 +277,13 @@ impl Scheduler {
     }
 }
 
-/// A tenant about to become active starts at the smallest virtual time of
-/// the active tenants (or, when none is, that of the latest grant): no
-/// credit banked while idle.
+/// A tenant about to become active after being idle (nothing running or
+/// waiting for [`IDLE_AFTER`]) starts no further behind the smallest
+/// virtual time of the active tenants (or, when none is, that of the latest
+/// grant) than [`IDLE_CREDIT_US`]: next to no credit banked while idle.
 fn wake(state: &mut State, tenant: usize) {
-    if state.tenants[tenant].active() {
+    let t = &state.tenants[tenant];
+    if t.active() || t.last_active.is_some_and(|at| at.elapsed() < IDLE_AFTER) {
         return;
     }
     let floor = state
@@ -269,7 +294,7 @@ fn wake(state: &mut State, tenant: usize) {
         .min_by(f64::total_cmp)
         .unwrap_or(state.clock);
     let t = &mut state.tenants[tenant];
-    t.vtime = t.vtime.max(floor);
+    t.vtime = t.vtime.max(floor - IDLE_CREDIT_US / t.share.weight);
 }
 
 #[cfg(test)]
@@ -359,12 +384,13 @@ mod tests {
             let mut g = scheduler.try_acquire(0).expect("tenant 1 is idle");
             g.charge(1_000);
         }
-        // Tenant 1 arrives: it is not owed 100 tasks' worth of CPU.
+        // Tenant 1 arrives: it is owed at most IDLE_CREDIT_US, not 100 tasks' worth.
         let mut g = scheduler.try_acquire(1).expect("free slot");
         g.charge(1_000);
         drop(g);
         let state = scheduler.lock();
-        assert!(state.tenants[1].vtime >= state.tenants[0].vtime - 1_000.0);
+        assert!(state.tenants[1].vtime >= state.tenants[0].vtime - IDLE_CREDIT_US - 1_000.0);
+        const { assert!(IDLE_CREDIT_US < 100.0 * 1_000.0) };
     }
 
     #[test]

@@ -327,7 +327,14 @@ impl Worker {
             let mut permits = vec![first];
             // Under load, gather a few free slots (≤ 1 ms) so that one fetch
             // round trip serves several tasks; when idle, fetch at once.
-            let enough = (config.concurrency / 4).clamp(1, config.batch);
+            // (Tenants of a shared pool do not wait: their slots are handed
+            // out one by one by the tenant scheduler, and a tenant with short
+            // tasks would spend its turns waiting.)
+            let enough = if slots.shared() {
+                1
+            } else {
+                (config.concurrency / 4).clamp(1, config.batch)
+            };
             let gather_until = tokio::time::Instant::now() + FETCH_GATHER;
             loop {
                 while permits.len() < config.batch {
