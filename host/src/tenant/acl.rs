@@ -85,6 +85,7 @@ mod tests {
             memory_bytes: None,
             timeout_ms: None,
             reply_to_prefix: "acme:*".into(),
+            max_message_bytes: None,
         };
         let line = setuser_line(&spec, Some("s3cret"));
         assert!(

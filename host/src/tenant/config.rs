@@ -79,6 +79,12 @@ pub struct WorkerSettings {
     pub metrics_addr: Option<String>,
     /// `--result-ttl-secs`.
     pub result_ttl_secs: Option<u64>,
+    /// `--max-message-bytes`: longest message a worker takes, bytes (a
+    /// tenant's own `max_message_bytes` wins for its queue).
+    pub max_message_bytes: Option<u64>,
+    /// `--max-result-bytes`: longest result stored, bytes (a plugin
+    /// manifest's `max_result_bytes` wins for its tasks).
+    pub max_result_bytes: Option<u64>,
 }
 
 impl WorkerSettings {
@@ -120,6 +126,14 @@ impl WorkerSettings {
             "--result-ttl-secs",
             self.result_ttl_secs.map(|v| v.to_string()),
         );
+        value(
+            "--max-message-bytes",
+            self.max_message_bytes.map(|v| v.to_string()),
+        );
+        value(
+            "--max-result-bytes",
+            self.max_result_bytes.map(|v| v.to_string()),
+        );
         if self.burst == Some(true) {
             flags.push(("--burst", None));
         }
@@ -155,6 +169,9 @@ pub struct TenantSpec {
     pub timeout_ms: Option<u64>,
     /// What `reply_to` must start with (default `"<name>:"`).
     pub reply_to_prefix: String,
+    /// Longest message taken from its queue, bytes (default: the worker's
+    /// `--max-message-bytes`); a longer one is dead-lettered as `too_large`.
+    pub max_message_bytes: Option<u64>,
 }
 
 /// A parsed configuration file.
@@ -189,6 +206,7 @@ struct RawTenant {
     memory_bytes: Option<Spanned<u64>>,
     timeout_ms: Option<Spanned<u64>>,
     reply_to_prefix: Option<Spanned<String>>,
+    max_message_bytes: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -277,12 +295,8 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
             Some(q) => (q.get_ref().clone(), q.span()),
             None => (name.clone(), t.name.span()),
         };
-        if queue.is_empty() {
-            return Err(err(
-                Some(queue_span),
-                &key("queue"),
-                "the queue name is empty".into(),
-            ));
+        if let Err(e) = crate::keys::check_queue_name(&queue) {
+            return Err(err(Some(queue_span), &key("queue"), e.to_string()));
         }
         if let Some(other) = queues.insert(queue.clone(), name.clone()) {
             return Err(err(
@@ -323,6 +337,7 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
             ("fuel_per_task", &t.fuel_per_task),
             ("memory_bytes", &t.memory_bytes),
             ("timeout_ms", &t.timeout_ms),
+            ("max_message_bytes", &t.max_message_bytes),
         ] {
             if let Some(v) = v
                 && *v.get_ref() == 0
@@ -347,6 +362,7 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
             memory_bytes: t.memory_bytes.map(Spanned::into_inner),
             timeout_ms: t.timeout_ms.map(Spanned::into_inner),
             reply_to_prefix,
+            max_message_bytes: t.max_message_bytes.map(Spanned::into_inner),
         });
     }
     Ok(ConfigFile {
@@ -445,6 +461,33 @@ mod tests {
         let e = parsed.expect_err("unknown key");
         assert_eq!((e.line, e.key.as_str()), (4, "colour"), "{e}");
         assert!(e.to_string().contains("sluice.toml:4: colour"), "{e}");
+    }
+
+    #[test]
+    fn message_and_result_bounds_are_settings_and_a_tenant_key() {
+        let (_, parsed) = with_dirs(
+            "max_message_bytes = 2048\nmax_result_bytes = 4096\n\n[[tenant]]\nname = \"x\"\nplugins = \"a\"\nmax_message_bytes = 512\n",
+        );
+        let config = parsed.expect("valid");
+        assert_eq!(
+            config.worker.as_flags(),
+            vec![
+                ("--max-message-bytes", Some("2048".into())),
+                ("--max-result-bytes", Some("4096".into()))
+            ]
+        );
+        assert_eq!(config.tenant("x").unwrap().max_message_bytes, Some(512));
+        let (_, e) =
+            with_dirs("[[tenant]]\nname = \"x\"\nplugins = \"a\"\nmax_message_bytes = 0\n");
+        assert_eq!(e.expect_err("zero").key, "tenant[1].max_message_bytes");
+    }
+
+    #[test]
+    fn a_queue_name_that_breaks_the_hash_tag_is_refused() {
+        let (_, e) = with_dirs("[[tenant]]\nname = \"x\"\nqueue = \"{jobs}\"\nplugins = \"a\"\n");
+        let e = e.expect_err("braces");
+        assert_eq!((e.line, e.key.as_str()), (3, "tenant[1].queue"), "{e}");
+        assert!(e.message.contains("hash tag"), "{e}");
     }
 
     #[test]

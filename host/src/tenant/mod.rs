@@ -181,11 +181,15 @@ impl Tenants {
             tenants
                 .flushers
                 .push(tokio::spawn(context.quota.clone().flush_loop()));
+            let mut tenant_worker = worker.clone();
+            if let Some(max) = spec.max_message_bytes {
+                tenant_worker.max_message_bytes = usize::try_from(max).unwrap_or(usize::MAX);
+            }
             let w = Worker::new(
                 queue.clone(),
                 registry.clone(),
                 sandbox.clone(),
-                worker.clone(),
+                tenant_worker,
                 &format!("{}:{}", options.base_id, spec.name),
             )
             .with_tenant(context);
