@@ -112,6 +112,7 @@ fn spec(dir: &std::path::Path, name: &str, plugin: &str) -> TenantSpec {
         memory_bytes: None,
         timeout_ms: None,
         reply_to_prefix: format!("{name}:"),
+        max_message_bytes: None,
     }
 }
 
