@@ -184,7 +184,7 @@ fn competing_cpu(a: &[Value], b: &[Value]) -> (u64, u64) {
 fn equal_weight_tenants_share_cpu_not_task_count() {
     let redis = RedisServer::start();
     let t = Tenancy::new(
-        "concurrency = 2",
+        "concurrency = 8",
         &[
             T {
                 name: "heavy",
@@ -222,7 +222,7 @@ fn equal_weight_tenants_share_cpu_not_task_count() {
 fn weights_three_to_one_are_respected() {
     let redis = RedisServer::start();
     let t = Tenancy::new(
-        "concurrency = 2",
+        "concurrency = 8",
         &[
             T {
                 name: "gold",

@@ -67,6 +67,8 @@ struct State {
     /// Virtual time of the latest grant (before its charge): where a
     /// tenant waking up while no other is active starts.
     clock: f64,
+    /// A delayed dispatch is scheduled (see [`Scheduler::dispatch_later`]).
+    redispatch_pending: bool,
 }
 
 struct TenantState {
@@ -87,6 +89,34 @@ impl TenantState {
     fn active(&self) -> bool {
         self.running > 0 || !self.waiters.is_empty()
     }
+
+    /// Holds a slot now (fetching or running) and was granted or gave one
+    /// back within [`IDLE_AFTER`], but is not asking for another right now:
+    /// it is between a fetch's request and its reply, and will ask again.
+    fn between_fetches(&self) -> bool {
+        self.waiters.is_empty()
+            && self.running > 0
+            && self.running < self.share.max_concurrency
+            && self.last_active.is_some_and(|at| at.elapsed() < IDLE_AFTER)
+    }
+}
+
+/// Free slots held back for tenants due before virtual time `vtime` (other
+/// than `tenant`) that are [between fetches](TenantState::between_fetches):
+/// as many as each holds (its fetch loops will ask for about as many again). This is anticipatory scheduling (Iyer & Druschel, SOSP '01): a
+/// tenant with cheap tasks spends much of each slot waiting on Redis
+/// round trips, and a slot handed to a neighbour with costly tasks in that
+/// moment would stay with it for a whole (long) task, so with more slots
+/// than cores the cheap tenant fell to a small fraction of its CPU share.
+/// A reservation lapses after [`IDLE_AFTER`] (a timer dispatches again).
+fn reserved_before(state: &State, tenant: Option<usize>, vtime: f64) -> usize {
+    state
+        .tenants
+        .iter()
+        .enumerate()
+        .filter(|&(i, o)| Some(i) != tenant && o.vtime < vtime && o.between_fetches())
+        .map(|(_, o)| o.running.min(o.share.max_concurrency - o.running))
+        .sum()
 }
 
 /// One slot held by a tenant. Giving it back (dropping it) charges the
@@ -152,6 +182,7 @@ impl Scheduler {
                 free: slots,
                 tenants,
                 clock: 0.0,
+                redispatch_pending: false,
             })),
         }
     }
@@ -208,7 +239,7 @@ impl Scheduler {
                 && o.running < o.share.max_concurrency
                 && o.vtime < vtime
         });
-        if someone_first {
+        if someone_first || state.free <= reserved_before(state, Some(tenant), vtime) {
             return None;
         }
         Some(self.grant(state, tenant))
@@ -245,6 +276,25 @@ impl Scheduler {
         self.dispatch(&mut state);
     }
 
+    /// Dispatches again after [`IDLE_AFTER`], when reservations made now
+    /// have lapsed (no-op outside a tokio runtime, as in unit tests).
+    fn dispatch_later(&self, state: &mut State) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if state.redispatch_pending {
+            return;
+        }
+        state.redispatch_pending = true;
+        let scheduler = self.clone();
+        runtime.spawn(async move {
+            tokio::time::sleep(IDLE_AFTER).await;
+            let mut state = scheduler.lock();
+            state.redispatch_pending = false;
+            scheduler.dispatch(&mut state);
+        });
+    }
+
     /// Hands free slots to waiting tenants, smallest virtual time first.
     fn dispatch(&self, state: &mut State) {
         while state.free > 0 {
@@ -256,6 +306,12 @@ impl Scheduler {
                 .min_by(|(_, a), (_, b)| a.vtime.total_cmp(&b.vtime))
                 .map(|(i, _)| i);
             let Some(tenant) = next else { return };
+            if state.free <= reserved_before(state, Some(tenant), state.tenants[tenant].vtime) {
+                // Held for a tenant due first that will ask in a moment;
+                // look again once that reservation lapses.
+                self.dispatch_later(state);
+                return;
+            }
             let tx = state.tenants[tenant]
                 .waiters
                 .pop_front()
