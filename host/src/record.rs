@@ -72,7 +72,10 @@ pub struct ResultRecord {
     /// Id of the worker that ran this attempt.
     pub worker: String,
     /// What the attempt used: CPU, peak memory, fuel, instantiation time
-    /// (all zero, fuel `null`, when the task never reached a plugin).
+    /// (all zero, fuel `null`, when the task never reached a plugin). Read
+    /// as all zero from a record written before this field existed (an
+    /// older worker's, during a rolling upgrade).
+    #[serde(default)]
     pub usage: Usage,
     /// The tenant whose queue the task came from (multi-tenant workers only;
     /// absent in single-tenant mode).
