@@ -338,23 +338,7 @@ async fn worker(args: WorkerArgs, config: Option<tenant::ConfigFile>) -> anyhow:
         .await
         .with_context(|| format!("cannot connect to redis at {}", args.queue.redis_url))?;
     warn_if_evicting(&queue).await;
-    let config = WorkerConfig {
-        concurrency: args.concurrency,
-        burst: args.burst,
-        lease: Duration::from_millis(args.lease_ms),
-        heartbeat: Duration::from_millis(args.heartbeat_ms),
-        grace: Duration::from_secs(args.grace_secs),
-        retry: RetryPolicy {
-            max_retries: args.max_retries,
-            base_ms: args.backoff_base_ms,
-            cap_ms: args.backoff_cap_ms,
-        },
-        max_crashes: args.max_crashes,
-        unknown_type_grace: Duration::from_millis(args.unknown_type_grace_ms),
-        max_message_bytes: args.max_message_bytes,
-        max_result_bytes: args.max_result_bytes,
-        ..WorkerConfig::default()
-    };
+    let config = worker_config(&args);
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "host".into());
@@ -396,6 +380,8 @@ fn worker_config(args: &WorkerArgs) -> WorkerConfig {
         },
         max_crashes: args.max_crashes,
         unknown_type_grace: Duration::from_millis(args.unknown_type_grace_ms),
+        max_message_bytes: args.max_message_bytes,
+        max_result_bytes: args.max_result_bytes,
         ..WorkerConfig::default()
     }
 }

@@ -697,3 +697,41 @@ fn an_invalid_config_names_file_line_and_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("sluice.toml:6: colour"), "{stderr}");
 }
+
+#[test]
+fn message_bounds_apply_per_worker_and_per_tenant() {
+    let redis = RedisServer::start();
+    let t = Tenancy::new(
+        "max_message_bytes = 4096",
+        &[
+            T {
+                name: "roomy",
+                plugins: &[("misbehave", "")],
+                extra: "",
+            },
+            T {
+                name: "tight",
+                plugins: &[("misbehave", "")],
+                extra: "max_message_bytes = 256",
+            },
+        ],
+    );
+    let echo = |id: &str, pad: usize| json!({"id": id, "task_type": "echo", "params": {"pad": "x".repeat(pad)}});
+    // 1 KiB fits the file's 4 KiB but not the tight tenant's 256 bytes.
+    push_to(&redis, "roomy", &[echo("r-1k", 1024), echo("r-8k", 8192)]);
+    push_to(&redis, "tight", &[echo("t-small", 16), echo("t-1k", 1024)]);
+    assert_ok(&t.burst(&redis, &[]));
+    assert_eq!(
+        wait_final(&redis, "roomy", "r-1k", Duration::from_secs(10))["status"],
+        "succeeded"
+    );
+    assert_eq!(
+        wait_final(&redis, "tight", "t-small", Duration::from_secs(10))["status"],
+        "succeeded"
+    );
+    for (queue, id) in [("roomy", "r-8k"), ("tight", "t-1k")] {
+        let letter =
+            dead_of(&redis, queue, id).unwrap_or_else(|| panic!("{queue}/{id} not dead-lettered"));
+        assert_eq!(letter["error"]["kind"], "too_large", "{letter}");
+    }
+}
