@@ -24,7 +24,7 @@ impl Drop for PrivateRedis {
 pub fn run(root: &Path) -> Result<()> {
     // Decided before any work, so a missing redis-server is installed (or
     // asked for) up front rather than after the build.
-    let needs_private_redis = std::env::var_os("REDIS_URL").is_none() && !ping(LOCAL_REDIS);
+    let needs_private_redis = std::env::var_os("REDIS_URL").is_none() && !use_local_redis();
     crate::setup::ensure(
         root,
         crate::setup::Needs {
@@ -101,12 +101,20 @@ pub fn run(root: &Path) -> Result<()> {
 /// The Redis the demo uses when `REDIS_URL` is unset and it answers.
 const LOCAL_REDIS: &str = "redis://127.0.0.1:6379/";
 
-/// `REDIS_URL`, else a Redis on localhost:6379, else a private redis-server.
+/// Whether to use the Redis on localhost:6379: when it answers, except in
+/// CI (`CI` set), where that server is the machine's shared one and the
+/// demo starts a private redis-server instead.
+fn use_local_redis() -> bool {
+    std::env::var_os("CI").is_none() && ping(LOCAL_REDIS)
+}
+
+/// `REDIS_URL`, else a Redis on localhost:6379 (not in CI), else a private
+/// redis-server.
 fn find_redis() -> Result<(String, Option<PrivateRedis>)> {
     if let Ok(url) = std::env::var("REDIS_URL") {
         return Ok((url, None));
     }
-    if ping(LOCAL_REDIS) {
+    if use_local_redis() {
         return Ok((LOCAL_REDIS.into(), None));
     }
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
