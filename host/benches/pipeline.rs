@@ -26,6 +26,10 @@
 //! `{"task_type", "params"}` tasks (see [`Format`]), with a Sluice/seed
 //! ratio of their own.
 //!
+//! Then the per-key order figures (`ordering_keys`): the same wasm
+//! `parse_log_file` job with 1 000 `ordering_key`s and with none, tasks/s of
+//! each and their ratio (issue #21; target ≥ 0.8).
+//!
 //! Sluice runs 256 tasks at once by default (`--concurrency`): enough for
 //! fetches and acknowledgements to travel in batches while both cores stay
 //! busy (64 measured ~25 % fewer tasks/s here; 512 no more than 256).
@@ -39,6 +43,10 @@ mod harness;
 /// Multi-tenant figures: metering cost, CPU shares, pickup under a backlog.
 #[path = "tenant_shares/mod.rs"]
 mod tenant_shares;
+
+/// Per-key order figures: 1 000 `ordering_key`s vs none, same job.
+#[path = "ordering_keys/mod.rs"]
+mod ordering_keys;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -647,6 +655,8 @@ fn main() {
     if let Some(name) = &a.scenario {
         if name == "tenancy" {
             println!("{}", tenancy_scenario(&a));
+        } else if name == "ordering" {
+            println!("{}", ordering_scenario(&a));
         } else {
             println!("{}", sluice_scenario(name, &a));
         }
@@ -697,6 +707,8 @@ fn main() {
     }
     let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
     let tenancy = child_scenario("tenancy", &url);
+    let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
+    let ordering = child_scenario("ordering", &url);
 
     println!(
         "\n| worker | tasks/s | worker CPU µs/task | Redis CPU µs/task | pickup p50 ms | pickup p99 ms | peak RSS MiB | sandbox µs p50 | sandbox µs p99 | instantiate+call µs p50 |"
@@ -778,11 +790,33 @@ fn main() {
         idle["pickup_p50_ms"], idle["pickup_p99_ms"], idle["samples"], idle["rate"]
     );
     println!(
+        "ordering_key ({} tasks of wasm parse_log_file, concurrency {}): no key {} tasks/s, {} keys {} tasks/s, ratio keyed/unkeyed = {} (target >= 0.8); Redis CPU µs/task {} -> {}",
+        ordering["tasks"],
+        ordering["concurrency"],
+        ordering["unkeyed_tasks_per_s"],
+        ordering["keys"],
+        ordering["keyed_tasks_per_s"],
+        ordering["keyed_over_unkeyed"],
+        ordering["unkeyed_redis_cpu_us_per_task"],
+        ordering["keyed_redis_cpu_us_per_task"]
+    );
+    println!(
         "{}",
-        json!({"bench": "sluice-pipeline", "rows": rows, "tenancy": tenancy, "sluice_over_seed": sluice_vs_seed, "wasm_over_native": wasm_vs_native,
+        json!({"bench": "sluice-pipeline", "rows": rows, "tenancy": tenancy, "ordering": ordering, "sluice_over_seed": sluice_vs_seed, "wasm_over_native": wasm_vs_native,
                "bare_sluice_over_seed": bare_vs_seed,
                "instance_reuse": REUSE, "reuse_over_seed": reuse_vs_seed, "reuse_over_native": reuse_vs_native})
     );
+}
+
+/// The per-key order figures (see `ordering_keys`), in this process: a
+/// quarter as many tasks per run as the other scenarios (three runs).
+fn ordering_scenario(a: &Args) -> Value {
+    let url = a.redis_url.clone().expect("--redis-url");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    ordering_keys::scenario(&rt, &url, (a.tasks / 4).max(100), a.concurrency, log_text())
 }
 
 /// The multi-tenant figures (see `tenant_shares`), in this process.

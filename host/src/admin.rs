@@ -7,7 +7,7 @@ use redis::Script;
 use serde::Serialize;
 
 use crate::message;
-use crate::queue::{Queue, QueueResult};
+use crate::queue::{Queue, QueueResult, ordering};
 use crate::record::DeadLetter;
 
 /// Per-queue counts, as printed by `sluice stats`.
@@ -29,6 +29,13 @@ pub struct QueueStats {
     /// transactional outbox, `{Q}:outbox` plus the workers'
     /// `{Q}:outbox:inflight:<worker>` hashes (see [`crate::queue::outbox`]).
     pub outbox: u64,
+    /// `ordering_key`s held by a task now (see [`crate::queue::ordering`]).
+    pub ordering_keys: u64,
+    /// `ordering_key`s blocked behind a retry: their holder failed and waits
+    /// in the delayed set, and their later tasks wait for it.
+    pub ordering_blocked: u64,
+    /// Tasks parked behind the holder of their `ordering_key`.
+    pub ordering_parked: u64,
     /// Lifetime counters from `{Q}:stats`: processed, succeeded, failed,
     /// retried, dead, recovered, poisoned, replies_recovered (replies of dead
     /// workers returned to the outbox), replies_refused (replies a `reply_to`
@@ -59,6 +66,7 @@ pub async fn stats(queue: &Queue) -> QueueResult<QueueStats> {
     let mut in_flight = 0;
     let workers: Vec<String> = leases.keys().cloned().collect();
     let (unclaimed, delivering) = queue.outbox_len(&workers).await?;
+    let order = ordering::stats(queue).await?;
     if !leases.is_empty() {
         let mut pipe = redis::pipe();
         for worker in leases.keys() {
@@ -75,6 +83,9 @@ pub async fn stats(queue: &Queue) -> QueueResult<QueueStats> {
         dead,
         workers: leases.values().filter(|&&expiry| expiry >= now_ms).count() as u64,
         outbox: unclaimed + delivering,
+        ordering_keys: order.keys,
+        ordering_blocked: order.blocked,
+        ordering_parked: order.parked,
         counters: counters.into_iter().collect(),
     })
 }

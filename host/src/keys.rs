@@ -19,6 +19,10 @@
 //! | `{Q}:stats` | hash | counters: processed, succeeded, failed, retried, dead, recovered, … |
 //! | `{Q}:outbox` | list | replies (`<len>:<reply_to><record>`) no live worker is delivering: left by dead or stopped workers |
 //! | `{Q}:outbox:inflight:<worker>` | hash | `<token>:<reply_to>` → record: replies a worker acknowledged (or claimed from the outbox) and is pushing to `reply_to` |
+//! | `{Q}:order:owner` | hash | `ordering_key` → the task holding the key: SHA-1 of its message, `:<worker>` appended while that worker runs it (see [`crate::queue::ordering`]) |
+//! | `{Q}:order:held:<key>` | list | the key's later tasks, parked in push order until the holder ends |
+//! | `{Q}:order:retrying` | set | keys whose holder waits for a retry (`ordering_blocked` in `sluice stats`) |
+//! | `{Q}:order:parked` | string | tasks parked in all `{Q}:order:held:<key>` lists (`ordering_parked`) |
 //!
 //! **Queue names.** The hash tag only works when the name itself has no
 //! braces: Redis Cluster hashes the text between the *first* `{` and the
@@ -77,6 +81,9 @@ pub struct QueueKeys {
     /// Replies awaiting a mover: the transactional outbox (see
     /// [`crate::queue::outbox`]).
     pub outbox: String,
+    /// Prefix of the per-key order keys, `{Q}:order:` (see
+    /// [`crate::queue::ordering`]).
+    pub order: String,
     prefix: String,
 }
 
@@ -94,6 +101,7 @@ impl QueueKeys {
             dead_index: format!("{prefix}:dead:index"),
             stats: format!("{prefix}:stats"),
             outbox: format!("{prefix}:outbox"),
+            order: format!("{prefix}:order:"),
             prefix,
         }
     }
@@ -128,6 +136,7 @@ mod tests {
         assert_eq!(k.dead_index, "{task_queue}:dead:index");
         assert_eq!(k.outbox, "{task_queue}:outbox");
         assert_eq!(k.outbox_inflight("w1"), "{task_queue}:outbox:inflight:w1");
+        assert_eq!(k.order, "{task_queue}:order:");
     }
 
     #[test]

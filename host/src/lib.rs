@@ -16,7 +16,8 @@
 //! - [`watch`]: hot reload — watching the plugins directory.
 //! - [`keys`]: the Redis key layout of one queue (Cluster hash-tagged).
 //! - [`record`]: result records and dead letters, as stored in Redis.
-//! - [`queue`]: the Redis side of the protocol — fetch, leases, acknowledgement.
+//! - [`queue`]: the Redis side of the protocol — fetch, leases, acknowledgement;
+//!   [`queue::ordering`]: per-key order (`ordering_key`).
 //! - [`worker`]: the worker loop that ties them together.
 //! - [`local_run`]: `sluice run` — one task in the sandbox, without Redis.
 //! - [`tenant`]: multi-tenant workers — config file, fair scheduling by CPU, quotas, ACLs.

@@ -547,6 +547,18 @@ async fn stats(
         "outbox     {}  (replies not yet pushed onto reply_to)",
         stats.outbox
     );
+    println!(
+        "ordering_blocked  {}  (ordering keys blocked behind a retry)",
+        stats.ordering_blocked
+    );
+    println!(
+        "ordering_parked   {}  (tasks waiting for their ordering key)",
+        stats.ordering_parked
+    );
+    println!(
+        "ordering_keys     {}  (ordering keys held by a task)",
+        stats.ordering_keys
+    );
     println!("processed  {}", counter("processed"));
     println!("succeeded  {}", counter("succeeded"));
     println!("failed     {}", counter("failed"));
@@ -579,6 +591,7 @@ async fn tenant_stats(
             let row = serde_json::json!({
                 "tenant": t.name, "queue": stats.queue, "pending": stats.pending,
                 "in_flight": stats.in_flight, "delayed": stats.delayed, "dead": stats.dead,
+                "ordering_blocked": stats.ordering_blocked, "ordering_parked": stats.ordering_parked,
                 "processed": stats.counters.get("processed").copied().unwrap_or(0),
                 "cpu_ms_this_minute": cpu_us / 1000,
                 "cpu_ms_per_min": t.cpu_ms_per_min,

@@ -10,6 +10,7 @@
 //! | `params` | any JSON, default `{}` | handed to the plugin as JSON text, byte for byte |
 //! | `id` | string or number | task id; assigned (UUID v7) when absent; a number keeps its text exactly (`123456789012345678901234567890` stays so) |
 //! | `reply_to` | string | a list key: the result record is `RPUSH`ed there |
+//! | `ordering_key` | string, ≤ 256 bytes | tasks of the queue with the same key run one at a time, in push order (see [`crate::queue::ordering`]); longer or not a string: `malformed` |
 //! | `max_retries` | integer | retries allowed after the first attempt |
 //! | `delay_ms` | integer | do not run before enqueue time + this many ms |
 //! | `run_at` | integer | do not run before this Unix time, ms |
@@ -40,6 +41,9 @@ pub struct Task {
     pub params: String,
     /// The `reply_to` list key, if any.
     pub reply_to: Option<String>,
+    /// The `ordering_key`, if any (1 to [`MAX_ORDERING_KEY_BYTES`] bytes;
+    /// an empty string counts as none).
+    pub ordering_key: Option<String>,
     /// Attempts already made before this one (0 for a fresh task).
     pub attempts: u32,
     /// Per-task override of the retry limit.
@@ -87,6 +91,11 @@ impl BadMessage {
         }
     }
 }
+
+/// Longest `ordering_key`, bytes. A longer one makes the message
+/// [`BadMessage::Malformed`] (dead-lettered without running, and without
+/// taking any key).
+pub const MAX_ORDERING_KEY_BYTES: usize = 256;
 
 /// Rejects a message longer than `limit` bytes before anything parses or
 /// copies it.
@@ -150,6 +159,8 @@ struct Wire<'a> {
     params: Option<&'a RawValue>,
     id: Option<Id>,
     reply_to: Option<String>,
+    #[serde(borrow)]
+    ordering_key: Option<&'a RawValue>,
     attempts: Option<u32>,
     max_retries: Option<u32>,
     backoff_base_ms: Option<u64>,
@@ -187,6 +198,7 @@ impl Task {
             Some(Id(Some(s))) if !s.is_empty() => (s, false),
             _ => (new_id(), true),
         };
+        let ordering_key = wire.ordering_key.map(ordering_key).transpose()?.flatten();
         let not_before_ms = match (wire.run_at, wire.delay_ms) {
             (Some(at), _) => Some(at),
             (None, Some(d)) => Some(now_ms.saturating_add(d)),
@@ -198,6 +210,7 @@ impl Task {
             task_type,
             params,
             reply_to: wire.reply_to.filter(|r| !r.is_empty()),
+            ordering_key,
             attempts: wire.attempts.unwrap_or(0),
             max_retries: wire.max_retries,
             backoff_base_ms: wire.backoff_base_ms,
@@ -206,6 +219,39 @@ impl Task {
             unroutable_since: wire.unroutable_since,
             has_delay_ms: wire.delay_ms.is_some() && wire.run_at.is_none(),
         })
+    }
+}
+
+/// The `ordering_key` of a message from its raw JSON value: `None` for
+/// `null` or `""`.
+///
+/// # Errors
+/// [`BadMessage::Malformed`] naming the problem, for a value that is not a
+/// string or is longer than [`MAX_ORDERING_KEY_BYTES`].
+fn ordering_key(raw: &RawValue) -> Result<Option<String>, BadMessage> {
+    if raw.get() == "null" {
+        return Ok(None);
+    }
+    let key: String = serde_json::from_str(raw.get()).map_err(|_| {
+        BadMessage::Malformed(format!(
+            "\"ordering_key\" must be a string of at most {MAX_ORDERING_KEY_BYTES} bytes, not {}",
+            excerpt_of(raw.get())
+        ))
+    })?;
+    if key.len() > MAX_ORDERING_KEY_BYTES {
+        return Err(BadMessage::Malformed(format!(
+            "\"ordering_key\" is {} bytes long; at most {MAX_ORDERING_KEY_BYTES} are allowed",
+            key.len()
+        )));
+    }
+    Ok((!key.is_empty()).then_some(key))
+}
+
+/// At most the first 64 characters of `text`, for error messages.
+fn excerpt_of(text: &str) -> String {
+    match text.char_indices().nth(64) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
     }
 }
 
@@ -348,6 +394,37 @@ mod tests {
         let t = Task::parse(br#"{"task_type":"x","run_at":7,"delay_ms":500}"#, 1000).unwrap();
         assert_eq!(t.not_before_ms, Some(7));
         assert!(!t.has_delay_ms);
+    }
+
+    #[test]
+    fn ordering_keys_up_to_256_bytes_and_strings_only() {
+        let t = Task::parse(br#"{"task_type":"x","ordering_key":"acct-7"}"#, 0).unwrap();
+        assert_eq!(t.ordering_key.as_deref(), Some("acct-7"));
+        for none in [r#""""#, "null"] {
+            let raw = format!(r#"{{"task_type":"x","ordering_key":{none}}}"#);
+            assert_eq!(Task::parse(raw.as_bytes(), 0).unwrap().ordering_key, None);
+        }
+        let longest = "k".repeat(MAX_ORDERING_KEY_BYTES);
+        let raw = format!(r#"{{"task_type":"x","ordering_key":"{longest}"}}"#);
+        assert_eq!(
+            Task::parse(raw.as_bytes(), 0).unwrap().ordering_key,
+            Some(longest)
+        );
+        let raw = format!(
+            r#"{{"task_type":"x","ordering_key":"{}"}}"#,
+            "é".repeat(129)
+        );
+        let err = Task::parse(raw.as_bytes(), 0).unwrap_err();
+        assert_eq!(err.kind(), "malformed");
+        assert!(
+            err.to_string().contains("258 bytes long; at most 256"),
+            "{err}"
+        );
+        let err = Task::parse(br#"{"task_type":"x","ordering_key":17}"#, 0).unwrap_err();
+        assert_eq!(err.kind(), "malformed");
+        let text = err.to_string();
+        assert!(text.contains("\"ordering_key\" must be a string"), "{text}");
+        assert!(text.contains("not 17"), "{text}");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! Delivery is **at-least-once**, after the Redis "reliable queue" pattern
 //! (<https://redis.io/docs/latest/commands/lmove/#pattern-reliable-queue>):
 //! - a worker moves messages atomically from the pending list into its own
-//!   in-flight list (`BLMOVE` when idle, a batched `LMOVE` script when busy);
+//!   in-flight list (a batched `LMOVE` script; when idle, it waits with a
+//!   `BLMOVE` of the pending list onto itself first);
 //! - it holds a *lease* (`{Q}:workers`, expiry on the Redis server's clock)
 //!   that it renews on a heartbeat;
 //! - acknowledgement ([`Queue::finish`]) and retry scheduling
@@ -16,9 +17,11 @@
 //!
 //! Replies to `reply_to` go through a transactional [`outbox`]: recorded by
 //! the acknowledgement, delivered by [`Queue::deliver`] afterwards,
-//! recovered by the reaper.
+//! recovered by the reaper. Tasks sharing an `ordering_key` are admitted one
+//! at a time by the same scripts (see [`ordering`]).
 
 mod eval;
+pub mod ordering;
 pub mod outbox;
 
 use std::time::Duration;
@@ -58,6 +61,21 @@ macro_rules! script {
             include_str!(concat!("lua/", $file))
         ))
     };
+    ($file:literal, order) => {
+        Script::new(concat!(
+            include_str!("lua/common.lua"),
+            include_str!("lua/common_order.lua"),
+            include_str!(concat!("lua/", $file))
+        ))
+    };
+    ($file:literal, outbox, order) => {
+        Script::new(concat!(
+            include_str!("lua/common.lua"),
+            include_str!("lua/common_outbox.lua"),
+            include_str!("lua/common_order.lua"),
+            include_str!(concat!("lua/", $file))
+        ))
+    };
 }
 
 struct Scripts {
@@ -77,11 +95,11 @@ impl Scripts {
         Scripts {
             register: script!("register.lua"),
             renew: script!("renew.lua"),
-            fetch: script!("fetch.lua"),
-            finish: script!("finish.lua"),
-            reschedule: script!("reschedule.lua"),
+            fetch: script!("fetch.lua", order),
+            finish: script!("finish.lua", order),
+            reschedule: script!("reschedule.lua", order),
             promote: script!("promote.lua"),
-            reap: script!("reap.lua", outbox),
+            reap: script!("reap.lua", outbox, order),
             release: script!("release.lua", outbox),
             claim: script!("claim.lua"),
         }
@@ -261,7 +279,8 @@ impl Queue {
     }
 
     /// Moves up to `max` pending messages into the in-flight list of
-    /// `worker_id` without blocking. `None` means the lease was lost.
+    /// `worker_id` without blocking. `None` means the lease was lost. Like
+    /// [`Queue::fetch_batch_within`] with the default `--max-message-bytes`.
     ///
     /// # Errors
     /// On Redis errors.
@@ -270,18 +289,47 @@ impl Queue {
         worker_id: &str,
         max: usize,
     ) -> QueueResult<Option<Vec<Vec<u8>>>> {
-        Ok(Eval::new(&self.scripts.fetch, 3)
+        self.fetch_batch_within(worker_id, max, crate::worker::DEFAULT_MAX_MESSAGE_BYTES)
+            .await
+    }
+
+    /// Moves up to `max` pending messages into the in-flight list of
+    /// `worker_id` without blocking. `None` means the lease was lost.
+    ///
+    /// A message with an `ordering_key` (and at most `max_message_bytes`
+    /// long) whose key another task holds is parked behind it instead of
+    /// returned, and another message is taken in its place (see [`ordering`]).
+    ///
+    /// # Errors
+    /// On Redis errors.
+    pub async fn fetch_batch_within(
+        &self,
+        worker_id: &str,
+        max: usize,
+        max_message_bytes: usize,
+    ) -> QueueResult<Option<Vec<Vec<u8>>>> {
+        Ok(Eval::new(&self.scripts.fetch, 4)
             .arg(&self.keys.pending)
             .arg(self.keys.inflight(worker_id))
             .arg(&self.keys.workers)
+            .arg(&self.keys.order)
             .arg(worker_id)
             .arg(max)
+            .arg(max_message_bytes)
             .invoke(&mut self.conn.clone())
             .await?)
     }
 
-    /// Waits up to `block` for one pending message and moves it into the
-    /// in-flight list of `worker_id` (`BLMOVE`), on a blocking connection.
+    /// Waits up to `block` for a pending message, on a blocking connection,
+    /// then moves one into the in-flight list of `worker_id` like
+    /// [`Queue::fetch_batch_within`] does.
+    ///
+    /// The wait is a `BLMOVE` of the pending list onto itself (`LEFT LEFT`,
+    /// which leaves the list as it was): every message then leaves the list
+    /// through the fetch script, which keeps tasks of one `ordering_key` in
+    /// push order (a message moved by `BLMOVE` straight into an in-flight
+    /// list would skip its key's turn). `None` when the wait timed out,
+    /// another worker took the message first, or it was parked behind its key.
     ///
     /// # Errors
     /// On Redis errors.
@@ -290,15 +338,23 @@ impl Queue {
         conn: &mut MultiplexedConnection,
         worker_id: &str,
         block: Duration,
+        max_message_bytes: usize,
     ) -> QueueResult<Option<Vec<u8>>> {
-        Ok(redis::cmd("BLMOVE")
+        let woken: Option<redis::Value> = redis::cmd("BLMOVE")
             .arg(&self.keys.pending)
-            .arg(self.keys.inflight(worker_id))
+            .arg(&self.keys.pending)
             .arg("LEFT")
-            .arg("RIGHT")
+            .arg("LEFT")
             .arg(block.as_secs_f64())
             .query_async(conn)
-            .await?)
+            .await?;
+        if woken.is_none() {
+            return Ok(None);
+        }
+        let fetched = self
+            .fetch_batch_within(worker_id, 1, max_message_bytes)
+            .await?;
+        Ok(fetched.and_then(|mut messages| messages.pop()))
     }
 
     /// Acknowledges a message for good (see [`Finish`]). Returns false when
@@ -360,8 +416,8 @@ impl Queue {
             .sum::<usize>();
         let mut call = Eval::with_capacity(
             &self.scripts.finish,
-            7 + batch.len(),
-            10 + 7 * batch.len(),
+            9 + batch.len(),
+            12 + 7 * batch.len(),
             256 + bytes,
         );
         call.arg(&self.keys.workers)
@@ -374,6 +430,7 @@ impl Queue {
         for f in batch {
             call.arg(self.keys.result(f.id));
         }
+        call.arg(&self.keys.pending).arg(&self.keys.order);
         call.arg(worker_id)
             .arg(self.retention.result_ttl_secs)
             .arg(self.retention.dead_cap)
@@ -411,13 +468,14 @@ impl Queue {
         record: Option<(&str, &str)>,
     ) -> QueueResult<bool> {
         let (id, record) = record.unwrap_or(("", ""));
-        let done: i64 = Eval::new(&self.scripts.reschedule, 6)
+        let done: i64 = Eval::new(&self.scripts.reschedule, 7)
             .arg(&self.keys.workers)
             .arg(self.keys.inflight(worker_id))
             .arg(&self.keys.delayed)
             .arg(&self.keys.stats)
             .arg(self.keys.result(id))
             .arg(&self.keys.crashes)
+            .arg(&self.keys.order)
             .arg(worker_id)
             .arg(popped)
             .arg(stored)
@@ -476,7 +534,7 @@ impl Queue {
         max_crashes: u32,
         tombstone: Duration,
     ) -> QueueResult<Reaped> {
-        let (recovered, poisoned, replies) = Eval::new(&self.scripts.reap, 10)
+        let (recovered, poisoned, replies) = Eval::new(&self.scripts.reap, 11)
             .arg(&self.keys.workers)
             .arg(&self.keys.pending)
             .arg(&self.keys.crashes)
@@ -487,6 +545,7 @@ impl Queue {
             .arg(&self.keys.outbox)
             .arg(self.keys.outbox_inflight(""))
             .arg(self.keys.result(""))
+            .arg(&self.keys.order)
             .arg(max_crashes)
             .arg(tombstone.as_millis() as u64)
             .arg(self.retention.dead_ttl_ms)

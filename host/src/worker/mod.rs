@@ -368,7 +368,7 @@ impl Worker {
             let lease = self.leases.current();
             let fetched = match shared
                 .queue
-                .fetch_batch(&lease.worker_id, permits.len())
+                .fetch_batch_within(&lease.worker_id, permits.len(), config.max_message_bytes)
                 .await
             {
                 Ok(Some(messages)) => messages,
@@ -441,7 +441,12 @@ impl Worker {
             let conn = blocking.as_mut().expect("just set");
             match shared
                 .queue
-                .fetch_blocking(conn, &lease.worker_id, config.block)
+                .fetch_blocking(
+                    conn,
+                    &lease.worker_id,
+                    config.block,
+                    config.max_message_bytes,
+                )
                 .await
             {
                 Ok(Some(raw)) => {

@@ -353,6 +353,7 @@ async fn bad_message(
         task_type,
         params: String::new(),
         reply_to: envelope.reply_to,
+        ordering_key: None,
         attempts: 0,
         max_retries: None,
         backoff_base_ms: None,

@@ -11,7 +11,7 @@
 //! | `read_file`     | `{"path": "/etc/passwd"}`  | `{"len": n}`, or `fatal(<io error>)`                      |
 //! | `env`           | `{"name": "X"}`            | `{"value": "..."}` or `{"value": null}`                   |
 //! | `spin`          | `{"ms": 200}`              | busy-waits that long, then `{"ms": 200}`                  |
-//! | `attempt`       | `{"succeed_on": 3}`        | `retryable("attempt N of M")` until attempt >= M, then `{"attempt": N}` |
+//! | `attempt`       | `{"succeed_on": 3, "ms": 0}` | busy-waits `ms` (default 0), then `retryable("attempt N of M")` until attempt >= M, then `{"attempt": N}` |
 //! | `version`       | —                          | `{"version": "v1"}`                                       |
 //! | `count`         | —                          | `{"count": n}`: calls so far in this instance (1 in a fresh one) |
 //! | `recurse`       | —                          | recurses without end (stack overflow: a trap)             |
@@ -78,6 +78,9 @@ struct SpinParams {
 #[derive(Deserialize)]
 struct AttemptParams {
     succeed_on: u32,
+    /// Busy-wait this long first, ms (ordering tests: a run that lasts).
+    #[serde(default)]
+    ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +137,7 @@ impl Plugin for Misbehave {
             }
             "attempt" => {
                 let p: AttemptParams = task.params()?;
+                spin(Duration::from_millis(p.ms));
                 if task.attempt >= p.succeed_on {
                     Ok(json!({ "attempt": task.attempt }))
                 } else {

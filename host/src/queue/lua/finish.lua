@@ -9,7 +9,9 @@
 -- no longer in its list is skipped.
 -- KEYS[1] workers, KEYS[2] inflight, KEYS[3] stats, KEYS[4] dead,
 -- KEYS[5] dead index, KEYS[6] crashes, KEYS[7] outbox hash of this worker,
--- KEYS[7+i] result key of message i
+-- KEYS[7+i] result key of message i, then the pending list and the order
+-- prefix ('{Q}:order:'): a message that holds its ordering_key releases it
+-- (see common_order.lua), in the same step as its acknowledgement.
 -- ARGV[1] worker id, ARGV[2] result TTL s, ARGV[3] dead-letter cap,
 -- ARGV[4] token prefix unique to this call, then per message i six values
 -- from ARGV[5+6(i-1)]: message, result record, status counter
@@ -19,7 +21,8 @@
 -- as its value: the record string is stored as it came (no concatenation,
 -- which would make Lua hash a copy of it byte by byte).
 -- Returns one 1 (acknowledged) or 0 (fenced off) per message.
-local n = #KEYS - 7
+local n = #KEYS - 9
+local pending, order = KEYS[#KEYS - 1], KEYS[#KEYS]
 local out = {}
 if not holds_lease(KEYS[1], ARGV[1]) then
   for i = 1, n do out[i] = 0 end
@@ -39,6 +42,7 @@ for i = 1, n do
   else
     out[i] = 1
     if track_crashes then redis.call('HDEL', KEYS[6], redis.sha1hex(msg)) end
+    order_release(order, pending, msg)
     redis.call('SET', KEYS[7 + i], ARGV[a + 1], 'EX', ttl)
     counts.processed = counts.processed + 1
     counts[ARGV[a + 2]] = (counts[ARGV[a + 2]] or 0) + 1

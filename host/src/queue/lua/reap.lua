@@ -12,7 +12,9 @@
 -- KEYS[1] workers, KEYS[2] pending, KEYS[3] crashes, KEYS[4] dead,
 -- KEYS[5] dead index, KEYS[6] stats, KEYS[7] in-flight key prefix ('{Q}:inflight:'),
 -- KEYS[8] outbox, KEYS[9] worker outbox hash key prefix ('{Q}:outbox:inflight:'),
--- KEYS[10] result key prefix ('{Q}:result:')
+-- KEYS[10] result key prefix ('{Q}:result:'), KEYS[11] order prefix
+-- ('{Q}:order:'): a poisoned message releases its ordering_key, a recovered
+-- one keeps it (the next fetch gives it back; see common_order.lua)
 -- ARGV[1] max crashes, ARGV[2] tombstone ms, ARGV[3] dead-letter retention ms, ARGV[4] reaper id,
 -- ARGV[5] result TTL s
 -- Returns {recovered, poisoned, replies returned to the outbox}.
@@ -53,6 +55,7 @@ for i = 1, #leases, 2 do
         redis.call('ZADD', KEYS[5], now, id)
         redis.call('HINCRBY', KEYS[6], 'dead', 1)
         redis.call('HINCRBY', KEYS[6], 'poisoned', 1)
+        order_release(KEYS[11], KEYS[2], msg)
         poisoned = poisoned + 1
       else
         redis.call('LPUSH', KEYS[2], msg)
