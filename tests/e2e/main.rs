@@ -11,6 +11,7 @@ mod hot_reload;
 mod limits;
 mod local_run;
 mod main_job;
+mod ordering;
 mod polyglot;
 mod replies;
 mod retries;

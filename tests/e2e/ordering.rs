@@ -13,7 +13,9 @@ use crate::harness::*;
 fn stats(redis: &RedisServer) -> Value {
     let mut cmd = sluice();
     cmd.args(["stats", "--json", "--redis-url", &redis.url()]);
-    serde_json::from_str(&assert_ok(&wait_output(cmd, Duration::from_secs(30)))).unwrap()
+    let out = wait_output(cmd, Duration::from_secs(30));
+    assert_ok(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Waits until `done` holds, polling; panics with `what` after `limit`.
@@ -175,7 +177,9 @@ fn a_retry_blocks_its_key_in_stats_and_a_dead_letter_releases_it() {
     assert_eq!(s["ordering_parked"], 2, "fatal and last wait: {s}");
     let mut cmd = sluice();
     cmd.args(["stats", "--redis-url", &redis.url()]);
-    let table = assert_ok(&wait_output(cmd, Duration::from_secs(30)));
+    let out = wait_output(cmd, Duration::from_secs(30));
+    assert_ok(&out);
+    let table = String::from_utf8_lossy(&out.stdout);
     assert!(
         table
             .lines()
