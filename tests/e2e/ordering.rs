@@ -120,8 +120,10 @@ fn keyed_tasks_run_in_push_order_across_two_workers_retries_and_a_kill_9() {
         let ((a0, a1), (b0, b1)) = (span(a), span(b));
         a0 < b1 && b0 < a1
     };
-    let keyed_runs: Vec<(&String, &Value)> =
-        records.iter().filter(|(id, _)| id.starts_with('k')).collect();
+    let keyed_runs: Vec<(&String, &Value)> = records
+        .iter()
+        .filter(|(id, _)| id.starts_with('k'))
+        .collect();
     let free_runs: Vec<&Value> = records
         .iter()
         .filter(|(id, _)| id.starts_with("free"))
@@ -198,10 +200,19 @@ fn a_retry_blocks_its_key_in_stats_and_a_dead_letter_releases_it() {
     let last = wait_result(&redis, "last", Duration::from_secs(30));
     let first = result(&redis, "first").unwrap();
     let fatal = result(&redis, "fatal").unwrap();
-    assert_eq!((&first["status"], &first["attempts"]), (&json!("succeeded"), &json!(3)));
+    assert_eq!(
+        (&first["status"], &first["attempts"]),
+        (&json!("succeeded"), &json!(3))
+    );
     assert_eq!(fatal["status"], "failed");
-    assert!(dead_letter(&redis, "fatal").is_some(), "fatal is dead-lettered");
-    assert_eq!(last["status"], "succeeded", "the dead letter released the key");
+    assert!(
+        dead_letter(&redis, "fatal").is_some(),
+        "fatal is dead-lettered"
+    );
+    assert_eq!(
+        last["status"], "succeeded",
+        "the dead letter released the key"
+    );
     assert_in_order(
         "acct",
         &[
@@ -212,7 +223,11 @@ fn a_retry_blocks_its_key_in_stats_and_a_dead_letter_releases_it() {
     );
     let s = stats(&redis);
     assert_eq!(
-        (&s["ordering_keys"], &s["ordering_parked"], &s["ordering_blocked"]),
+        (
+            &s["ordering_keys"],
+            &s["ordering_parked"],
+            &s["ordering_blocked"]
+        ),
         (&json!(0), &json!(0), &json!(0)),
         "{s}"
     );
@@ -269,8 +284,18 @@ fn an_ordering_key_too_long_or_not_a_string_is_malformed_and_holds_nothing() {
         .collect();
     errors.sort();
     assert_eq!(errors.len(), 2, "{errors:?}");
-    assert!(errors[0].contains("\"ordering_key\" is 257 bytes long"), "{errors:?}");
-    assert!(errors[1].contains("\"ordering_key\" must be a string"), "{errors:?}");
+    assert!(
+        errors[0].contains("\"ordering_key\" is 257 bytes long"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].contains("\"ordering_key\" must be a string"),
+        "{errors:?}"
+    );
     let s = stats(&redis);
-    assert_eq!((&s["ordering_keys"], &s["ordering_parked"]), (&json!(0), &json!(0)), "{s}");
+    assert_eq!(
+        (&s["ordering_keys"], &s["ordering_parked"]),
+        (&json!(0), &json!(0)),
+        "{s}"
+    );
 }
