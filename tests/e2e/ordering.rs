@@ -299,3 +299,80 @@ fn an_ordering_key_too_long_or_not_a_string_is_malformed_and_holds_nothing() {
         "{s}"
     );
 }
+
+#[test]
+fn keys_are_per_tenant_a_retry_in_one_tenant_holds_back_nobody_in_another() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new("ordering-tenants");
+    let mut config = String::from("concurrency = 4\n");
+    for tenant in ["a", "b"] {
+        let plugins = dir.path().join(tenant);
+        std::fs::create_dir_all(&plugins).unwrap();
+        std::fs::copy(built_plugin("misbehave"), plugins.join("misbehave.wasm")).unwrap();
+        config.push_str(&format!(
+            "\n[[tenant]]\nname = \"{tenant}\"\nplugins = \"{tenant}\"\n"
+        ));
+    }
+    let file = dir.path().join("sluice.toml");
+    std::fs::write(&file, config).unwrap();
+    let mut conn = redis.conn();
+    let a = [
+        json!({"id": "a0", "task_type": "attempt", "ordering_key": "acct",
+               "params": {"succeed_on": 2}, "backoff_base_ms": 1500, "backoff_cap_ms": 1500}),
+        json!({"id": "a1", "task_type": "echo", "ordering_key": "acct"}),
+    ];
+    let b = [
+        json!({"id": "b0", "task_type": "echo", "ordering_key": "acct"}),
+        json!({"id": "b1", "task_type": "echo", "ordering_key": "acct"}),
+    ];
+    for (queue, messages) in [("a", &a), ("b", &b)] {
+        for m in messages {
+            let _: i64 = redis::Commands::rpush(&mut conn, queue, m.to_string()).unwrap();
+        }
+    }
+    let mut cmd = sluice();
+    cmd.args(["worker", "--redis-url", &redis.url(), "--config"])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _worker = KillOnDrop(cmd.spawn().unwrap());
+    let record = |queue: &str, id: &str| -> Option<Value> {
+        let json: Option<String> =
+            redis::Commands::get(&mut redis.conn(), format!("{{{queue}}}:result:{id}")).unwrap();
+        json.map(|j| serde_json::from_str(&j).unwrap())
+    };
+    let fin = |queue: &str, id: &str| {
+        let mut out = None;
+        wait_until(&format!("{queue}/{id}"), Duration::from_secs(30), || {
+            out = record(queue, id).filter(|r| r["status"] != "retrying");
+            out.is_some()
+        });
+        out.unwrap()
+    };
+    let b1 = fin("b", "b1");
+    assert_eq!(b1["status"], "succeeded");
+    assert!(
+        record("a", "a1").is_none(),
+        "tenant a's acct waits for a0's retry, tenant b's acct does not"
+    );
+    let blocked: bool =
+        redis::Commands::sismember(&mut conn, "{a}:order:retrying", "acct").unwrap();
+    assert!(blocked, "the key is held under tenant a's own hash tag");
+    let a1 = fin("a", "a1");
+    let a0 = record("a", "a0").unwrap();
+    assert_eq!(
+        (&a0["status"], &a0["attempts"]),
+        (&json!("succeeded"), &json!(2))
+    );
+    assert_in_order("a/acct", &[("a0".into(), a0), ("a1".into(), a1)]);
+}
+
+/// A child process killed (and reaped) when the test ends, even by a panic.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
