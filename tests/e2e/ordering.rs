@@ -85,13 +85,40 @@ fn keyed_tasks_run_in_push_order_across_two_workers_retries_and_a_kill_9() {
         .into_iter()
         .chain(FAST_LEASE)
         .collect();
+    // The worker to kill starts alone, so that the only in-flight list is its own.
     let mut doomed = WorkerProcess::spawn(&redis, &plugins, &args);
+    let mut conn = redis.conn();
+    let mut inflight = String::new();
+    wait_until(
+        "the first worker's in-flight list",
+        Duration::from_secs(60),
+        || {
+            let lists: Vec<String> =
+                redis::Commands::keys(&mut conn, "{task_queue}:inflight:*").unwrap();
+            inflight = lists.into_iter().next().unwrap_or_default();
+            !inflight.is_empty()
+        },
+    );
     let survivor = WorkerProcess::spawn(&redis, &plugins, &args);
-    wait_until("a quarter of the tasks", Duration::from_secs(60), || {
-        stat(&redis, "processed") >= (messages.len() / 4) as i64
-    });
+    let keyed_in_flight = |conn: &mut redis::Connection| -> Vec<String> {
+        let held: Vec<String> = redis::Commands::lrange(conn, &inflight, 0, -1).unwrap();
+        held.iter()
+            .map(|m| serde_json::from_str::<Value>(m).unwrap())
+            .filter(|m| m.get("ordering_key").is_some())
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    wait_until(
+        "keyed tasks in flight on the first worker",
+        Duration::from_secs(60),
+        || !keyed_in_flight(&mut conn).is_empty(),
+    );
     doomed.signal("KILL");
     doomed.wait(Duration::from_secs(10));
+    // What the killed worker held: back at the head of the queue once its
+    // lease expires, to run again before any later task of its key.
+    let crashed = keyed_in_flight(&mut conn);
+    assert!(!crashed.is_empty(), "the kill caught keyed tasks in flight");
 
     let mut records: BTreeMap<String, Value> = BTreeMap::new();
     for m in &messages {
@@ -101,8 +128,8 @@ fn keyed_tasks_run_in_push_order_across_two_workers_retries_and_a_kill_9() {
         records.insert(id.to_owned(), r);
     }
     assert!(
-        stat(&redis, "recovered") >= 1,
-        "the killed worker had tasks in flight, recovered by the other; log:\n{}",
+        stat(&redis, "recovered") >= crashed.len() as i64,
+        "the killed worker's tasks {crashed:?} were recovered by the other; log:\n{}",
         survivor.log()
     );
     for id in &retried {
