@@ -39,6 +39,16 @@ impl Lang {
         }
     }
 
+    /// The name given on the command line: `rust`, `python`, `js` or `c`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lang::Rust => "rust",
+            Lang::Python => "python",
+            Lang::Js => "js",
+            Lang::C => "c",
+        }
+    }
+
     /// The command that runs the project's unit tests.
     pub fn test_command(self) -> &'static str {
         match self {
@@ -104,7 +114,7 @@ pub fn main(args: &NewArgs) -> u8 {
     match create(args) {
         Ok(name) => {
             let dir = args.dir.display();
-            println!("created the {:?} plugin {name} in {dir}", args.lang);
+            println!("created the {} plugin {name} in {dir}", args.lang.name());
             println!("next:");
             println!("    cd {dir}");
             println!("    {}        # unit tests", args.lang.test_command());
