@@ -20,6 +20,9 @@
 //!   [`queue::ordering`]: per-key order (`ordering_key`).
 //! - [`worker`]: the worker loop that ties them together.
 //! - [`local_run`]: `sluice run` — one task in the sandbox, without Redis.
+//! - [`scaffold`]: `sluice new` — plugin projects from embedded templates.
+//! - [`plugin_build`]: `sluice build` — a project's `[build]` command, toolchain checks.
+//! - [`output`]: `-o table|json` of the inspecting commands.
 //! - [`tenant`]: multi-tenant workers — config file, fair scheduling by CPU, quotas, ACLs.
 //! - [`admin`]: operator commands — queue counts and the dead-letter queue.
 //! - [`telemetry`]: Prometheus metrics, `/healthz` and `/readyz`.
@@ -30,10 +33,13 @@ pub mod keys;
 pub mod local_run;
 pub mod manifest;
 pub mod message;
+pub mod output;
+pub mod plugin_build;
 pub mod queue;
 pub mod record;
 pub mod registry;
 pub mod sandbox;
+pub mod scaffold;
 pub mod telemetry;
 pub mod tenant;
 pub mod watch;

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use sluice::admin;
+use sluice::output::{OutputArgs, PluginInfo};
 use sluice::queue::{Queue, Retention};
 use sluice::registry::{Registry, SharedRegistry};
 use sluice::sandbox::{Plugin, Sandbox, SandboxConfig};
@@ -59,6 +60,8 @@ enum Command {
     Result {
         #[command(flatten)]
         queue: QueueArgs,
+        #[command(flatten)]
+        output: OutputArgs,
         /// Task id.
         id: String,
     },
@@ -66,15 +69,19 @@ enum Command {
     Stats {
         #[command(flatten)]
         queue: QueueArgs,
-        /// Print one JSON object instead of a table.
+        /// Print one JSON object instead of a table (alias of `-o json`).
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// List the plugins of a directory: task types, version, hash, limits, capabilities.
     Plugins {
         /// Directory of plugin components.
         #[arg(long, env = "SLUICE_PLUGINS", default_value = "target/plugins")]
         plugins: PathBuf,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Plugin tools.
     Plugin {
@@ -84,10 +91,23 @@ enum Command {
     /// Run one task locally in the real sandbox, without Redis; print its
     /// result record (exit 0 succeeded, 1 task failed, 2 usage or load error).
     Run(sluice::local_run::RunArgs),
+    /// Create a plugin project (rust, python, js or c) from a template:
+    /// handler, WIT, manifest with a [build] table, unit test, README.
+    New(sluice::scaffold::NewArgs),
+    /// Build the plugin project in DIR with its manifest's [build] command;
+    /// print the component's path as the last line (exit 2: missing toolchain).
+    Build(sluice::plugin_build::BuildArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Inspect and requeue the dead-letter queue.
     Dead {
         #[command(flatten)]
         queue: QueueArgs,
+        #[command(flatten)]
+        output: OutputArgs,
         #[command(subcommand)]
         command: DeadCommand,
     },
@@ -121,6 +141,8 @@ enum PluginCommand {
     Check {
         /// The `.wasm` file (its `NAME.toml` manifest beside it is checked too).
         file: PathBuf,
+        #[command(flatten)]
+        output: OutputArgs,
     },
 }
 
@@ -235,9 +257,19 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Worker(args) => worker(args, config).await,
-            Command::Result { queue, id } => result(queue, config, &id).await,
-            Command::Stats { queue, json } => stats(queue, config, json).await,
-            Command::Dead { queue, command } => dead(queue, config, command).await,
+            Command::Result { queue, output, id } => {
+                result(queue, config, &id, output.json()).await
+            }
+            Command::Stats {
+                queue,
+                json,
+                output,
+            } => stats(queue, config, json || output.json()).await,
+            Command::Dead {
+                queue,
+                output,
+                command,
+            } => dead(queue, config, command, output.json()).await,
             Command::Tenant {
                 command:
                     TenantCommand::Acl {
@@ -246,10 +278,29 @@ fn main() -> anyhow::Result<()> {
                         password,
                     },
             } => tenant_acl(&config, &name, password.as_deref()),
-            Command::Plugins { plugins } => list_plugins(&plugins).await,
+            Command::Plugins { plugins, output } => list_plugins(&plugins, output.json()).await,
             Command::Plugin {
-                command: PluginCommand::Check { file },
-            } => check_plugin(&file).await,
+                command: PluginCommand::Check { file, output },
+            } => check_plugin(&file, output.json()).await,
+            Command::New(args) => {
+                let code = sluice::scaffold::main(&args);
+                std::io::Write::flush(&mut std::io::stdout())?;
+                std::process::exit(code.into())
+            }
+            Command::Build(args) => {
+                let code = sluice::plugin_build::main(&args);
+                std::io::Write::flush(&mut std::io::stdout())?;
+                std::process::exit(code.into())
+            }
+            Command::Completions { shell } => {
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "sluice",
+                    &mut std::io::stdout(),
+                );
+                Ok(())
+            }
             Command::Run(args) => {
                 let code = sluice::local_run::main(args).await;
                 std::io::Write::flush(&mut std::io::stdout())?;
@@ -456,6 +507,7 @@ async fn result(
     args: QueueArgs,
     config: Option<tenant::ConfigFile>,
     id: &str,
+    json: bool,
 ) -> anyhow::Result<()> {
     let queue = connect(&args, config.as_ref()).await?;
     let record: Option<String> = redis::cmd("GET")
@@ -463,9 +515,13 @@ async fn result(
         .query_async(&mut queue.connection())
         .await?;
     match record {
-        Some(json) => {
-            let value: serde_json::Value = serde_json::from_str(&json)?;
-            println!("{}", serde_json::to_string_pretty(&value)?);
+        Some(text) => {
+            let value: serde_json::Value = serde_json::from_str(&text)?;
+            if json {
+                println!("{}", serde_json::to_string(&value)?);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            }
             Ok(())
         }
         None => anyhow::bail!(
@@ -643,15 +699,21 @@ async fn dead(
     args: QueueArgs,
     config: Option<tenant::ConfigFile>,
     command: DeadCommand,
+    json: bool,
 ) -> anyhow::Result<()> {
     let queue = connect(&args, config.as_ref()).await?;
     match command {
         DeadCommand::List { limit } => {
-            for letter in admin::dead_list(&queue, limit).await? {
-                println!("{}", serde_json::to_string(&letter)?);
+            let letters = admin::dead_list(&queue, limit).await?;
+            if json {
+                println!("{}", serde_json::to_string(&letters)?);
+            }
+            for letter in letters.iter().filter(|_| !json) {
+                println!("{}", serde_json::to_string(letter)?);
             }
         }
         DeadCommand::Show { id } => match admin::dead_show(&queue, &id).await? {
+            Some(letter) if json => println!("{}", serde_json::to_string(&letter)?),
             Some(letter) => println!("{}", serde_json::to_string_pretty(&letter)?),
             None => anyhow::bail!("no dead letter {id:?} in queue {:?}", queue.keys().pending),
         },
@@ -661,82 +723,78 @@ async fn dead(
                 "no dead letter {id:?} in queue {:?}",
                 queue.keys().pending
             );
-            println!("requeued {id}");
+            if json {
+                println!("{}", serde_json::json!({"requeued": 1, "id": id}));
+            } else {
+                println!("requeued {id}");
+            }
         }
         DeadCommand::Requeue { id: None, .. } => {
-            println!("requeued {}", admin::dead_requeue_all(&queue).await?);
+            let n = admin::dead_requeue_all(&queue).await?;
+            if json {
+                println!("{}", serde_json::json!({ "requeued": n }));
+            } else {
+                println!("requeued {n}");
+            }
         }
-        DeadCommand::Purge => println!("purged {}", admin::dead_purge(&queue).await?),
+        DeadCommand::Purge => {
+            let n = admin::dead_purge(&queue).await?;
+            if json {
+                println!("{}", serde_json::json!({ "purged": n }));
+            } else {
+                println!("purged {n}");
+            }
+        }
     }
     Ok(())
 }
 
-async fn list_plugins(dir: &std::path::Path) -> anyhow::Result<()> {
+async fn list_plugins(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let sandbox = Sandbox::new(SandboxConfig::default())?;
     let registry = Registry::load_dir(&sandbox, dir)
         .await
         .with_context(|| format!("cannot load plugins from {}", dir.display()))?;
-    for plugin in registry.plugins() {
-        describe(plugin);
-        println!();
+    let infos: Vec<PluginInfo> = registry.plugins().iter().map(PluginInfo::of).collect();
+    if json {
+        println!("{}", serde_json::to_string(&infos)?);
+        return Ok(());
+    }
+    for info in infos {
+        println!("{}", info.table());
     }
     Ok(())
 }
 
-async fn check_plugin(file: &std::path::Path) -> anyhow::Result<()> {
+async fn check_plugin(file: &std::path::Path, json: bool) -> anyhow::Result<()> {
     // No compile cache: the compile time printed is the real one.
     let sandbox = Sandbox::new(SandboxConfig {
         cache_dir: None,
         ..SandboxConfig::default()
     })?;
-    let plugin = Plugin::load(&sandbox, file).await?;
-    describe(&plugin);
-    println!(
-        "compile     {:.1} ms (Cranelift, uncached)",
-        plugin.compiled().elapsed.as_secs_f64() * 1e3
-    );
+    let plugin = match Plugin::load(&sandbox, file).await {
+        Ok(plugin) => plugin,
+        Err(e) if json => {
+            let error = format!("{:#}", anyhow::Error::from(e));
+            println!(
+                "{}",
+                serde_json::json!({"ok": false, "file": file, "error": error})
+            );
+            anyhow::bail!(error)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let info = PluginInfo::of(&plugin);
+    let compile_ms = plugin.compiled().elapsed.as_secs_f64() * 1e3;
+    if json {
+        let mut value = serde_json::to_value(&info)?;
+        value["ok"] = true.into();
+        value["world"] = "sluice:plugin/plugin@0.1.0".into();
+        value["compile_ms"] = ((compile_ms * 10.0).round() / 10.0).into();
+        println!("{value}");
+        return Ok(());
+    }
+    print!("{}", info.table());
+    println!("compile     {compile_ms:.1} ms (Cranelift, uncached)");
     println!("ok: {} fits the sluice:plugin@0.1.0 world", file.display());
     Ok(())
-}
-
-/// Prints what an operator wants to know about a plugin.
-fn describe(plugin: &Plugin) {
-    let m = plugin.manifest();
-    println!("plugin      {}", plugin.name());
-    println!(
-        "file        {} ({} bytes)",
-        plugin.path().display(),
-        plugin.size()
-    );
-    println!("version     {}", m.version.as_deref().unwrap_or("-"));
-    println!("sha256      {}", plugin.sha256());
-    println!("task types  {}", plugin.task_types().join(", "));
-    println!(
-        "limits      timeout {} ms, memory {} bytes, result {}, log {} lines / {} bytes per task",
-        m.timeout_ms,
-        m.memory_bytes,
-        m.max_result_bytes
-            .map_or("the worker's --max-result-bytes".to_owned(), |b| format!(
-                "{b} bytes"
-            )),
-        m.max_log_lines,
-        m.max_log_bytes
-    );
-    match m.instance_reuse {
-        1 => println!("instances   a fresh instance per task"),
-        n => println!(
-            "instances   reused for up to {n} tasks (instance_reuse; shares state between tasks)"
-        ),
-    }
-    let mut caps: Vec<String> = m
-        .dirs
-        .iter()
-        .map(|d| format!("dir {} -> {} ({:?})", d.host.display(), d.guest, d.mode))
-        .collect();
-    caps.extend(m.inherit_env.iter().map(|v| format!("env {v} (inherited)")));
-    caps.extend(m.env.keys().map(|v| format!("env {v}")));
-    if caps.is_empty() {
-        caps.push("none (no filesystem, no environment, no network)".into());
-    }
-    println!("grants      {}", caps.join("; "));
 }

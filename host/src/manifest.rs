@@ -24,6 +24,12 @@
 //! host = "data"                # relative paths are relative to the manifest's folder
 //! guest = "/data"
 //! mode = "read-write"          # or "read-only" (the default)
+//!
+//! [build]                      # for `sluice build`; ignored by the worker and `sluice run`
+//! command = "cargo build --target wasm32-wasip2 --release"
+//! workdir = "."                # where the command runs, relative to the manifest's folder
+//! output = "target/wasm32-wasip2/release/hello.wasm"   # the component the command writes
+//! requires = ["cargo", "wasm32-wasip2"]                # toolchain checked before building
 //! ```
 
 use std::collections::BTreeMap;
@@ -86,6 +92,31 @@ pub struct DirGrant {
     pub mode: DirMode,
 }
 
+/// How `sluice build` builds the plugin: the manifest's optional `[build]`
+/// table, as Spin's `[component.build]` in `spin.toml`. The worker and
+/// `sluice run` parse it (so a typo is still an error) and ignore it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSpec {
+    /// The build command, run by `sh -c` in [`BuildSpec::workdir`], e.g.
+    /// `"cargo build --target wasm32-wasip2 --release"`.
+    pub command: String,
+    /// Folder the command runs in, relative to the manifest's folder
+    /// (default: the manifest's folder).
+    #[serde(default)]
+    pub workdir: Option<PathBuf>,
+    /// The component the command writes, relative to the manifest's folder
+    /// (default `NAME.wasm`, NAME being the manifest's file stem).
+    #[serde(default)]
+    pub output: Option<PathBuf>,
+    /// Toolchain pieces the command needs, checked before it runs so a
+    /// missing one is reported with what to install (see
+    /// `sluice build --help`): e.g. `["cargo", "wasm32-wasip2"]`,
+    /// `["componentize-py"]`. Other names are looked up as programs.
+    #[serde(default)]
+    pub requires: Vec<String>,
+}
+
 /// A plugin's limits and capabilities.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -145,6 +176,10 @@ pub struct Manifest {
     /// [`DEFAULT_LOG_LINES`]); the rest are dropped and counted.
     #[serde(default = "default_log_lines")]
     pub max_log_lines: u32,
+    /// How `sluice build` builds the component (the `[build]` table); not
+    /// used when running tasks.
+    #[serde(default)]
+    pub build: Option<BuildSpec>,
 }
 
 fn default_log_bytes() -> u64 {
@@ -187,6 +222,7 @@ impl Default for Manifest {
             max_result_bytes: None,
             max_log_bytes: DEFAULT_LOG_BYTES,
             max_log_lines: DEFAULT_LOG_LINES,
+            build: None,
         }
     }
 }
@@ -325,6 +361,32 @@ mod tests {
             assert!(err.contains("instance_reuse must be between 1"), "{err}");
         }
         std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn a_build_table_is_accepted_and_checked() {
+        let path = Path::new("/nonexistent/p.toml");
+        let m = Manifest::parse(
+            "timeout_ms = 100\n[build]\ncommand = \"sh build.sh\"\noutput = \"dist/p.wasm\"\nrequires = [\"clang\"]\n",
+            path,
+        )
+        .unwrap();
+        assert_eq!(m.timeout_ms, 100);
+        let build = m.build.unwrap();
+        assert_eq!(build.command, "sh build.sh");
+        assert_eq!(build.output, Some(PathBuf::from("dist/p.wasm")));
+        assert_eq!(build.requires, ["clang"]);
+        let err = Manifest::parse("[build]\ncommand = \"x\"\ncmd = \"y\"\n", path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cmd"),
+            "unknown [build] keys are errors: {err}"
+        );
+        let err = Manifest::parse("[build]\noutput = \"x.wasm\"\n", path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("command"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod authoring;
 mod bad_input;
 mod delivery;
 mod hostile;
