@@ -40,6 +40,10 @@ mod harness;
 #[path = "tenant_shares/mod.rs"]
 mod tenant_shares;
 
+/// The cost of `--wait-replicas` (Redis `WAIT` after each acknowledgement batch).
+#[path = "wait_replicas/mod.rs"]
+mod wait_replicas;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -647,6 +651,9 @@ fn main() {
     if let Some(name) = &a.scenario {
         if name == "tenancy" {
             println!("{}", tenancy_scenario(&a));
+        } else if name == "wait-replicas" {
+            let tasks = if a.smoke { 500 } else { a.tasks.min(50_000) };
+            println!("{}", wait_replicas::scenario(tasks, a.concurrency));
         } else {
             println!("{}", sluice_scenario(name, &a));
         }
@@ -697,6 +704,7 @@ fn main() {
     }
     let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
     let tenancy = child_scenario("tenancy", &url);
+    let wait = child_scenario("wait-replicas", &url);
 
     println!(
         "\n| worker | tasks/s | worker CPU µs/task | Redis CPU µs/task | pickup p50 ms | pickup p99 ms | peak RSS MiB | sandbox µs p50 | sandbox µs p99 | instantiate+call µs p50 |"
@@ -778,8 +786,12 @@ fn main() {
         idle["pickup_p50_ms"], idle["pickup_p99_ms"], idle["samples"], idle["rate"]
     );
     println!(
+        "--wait-replicas 1 (WAIT after each acknowledgement batch; master and replica on this machine), wasm-noop, {} tasks at concurrency {}: {} tasks/s without, {} with ({}x)",
+        wait["tasks"], wait["concurrency"], wait["tasks_per_s_no_wait"], wait["tasks_per_s_wait_1"], wait["wait_over_no_wait"]
+    );
+    println!(
         "{}",
-        json!({"bench": "sluice-pipeline", "rows": rows, "tenancy": tenancy, "sluice_over_seed": sluice_vs_seed, "wasm_over_native": wasm_vs_native,
+        json!({"bench": "sluice-pipeline", "rows": rows, "tenancy": tenancy, "wait_replicas": wait, "sluice_over_seed": sluice_vs_seed, "wasm_over_native": wasm_vs_native,
                "bare_sluice_over_seed": bare_vs_seed,
                "instance_reuse": REUSE, "reuse_over_seed": reuse_vs_seed, "reuse_over_native": reuse_vs_native})
     );

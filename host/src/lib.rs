@@ -16,6 +16,7 @@
 //! - [`watch`]: hot reload — watching the plugins directory.
 //! - [`keys`]: the Redis key layout of one queue (Cluster hash-tagged).
 //! - [`record`]: result records and dead letters, as stored in Redis.
+//! - [`connection`]: the one Redis connection type — single node, Cluster, TLS, auth.
 //! - [`queue`]: the Redis side of the protocol — fetch, leases, acknowledgement.
 //! - [`worker`]: the worker loop that ties them together.
 //! - [`local_run`]: `sluice run` — one task in the sandbox, without Redis.
@@ -25,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod connection;
 pub mod keys;
 pub mod local_run;
 pub mod manifest;

@@ -2,9 +2,11 @@
 //! `redis-server` processes, with plugins built by `cargo xtask plugins`.
 //! One binary, one module per topic (the wasmtime `tests/all` layout).
 
+mod cluster_harness;
 mod harness;
 
 mod bad_input;
+mod cluster;
 mod delivery;
 mod hostile;
 mod hot_reload;
@@ -18,3 +20,4 @@ mod sandbox_limits;
 mod soak;
 mod startup;
 mod tenancy;
+mod tls;

@@ -8,7 +8,7 @@
 //! command that is sent, and loads the script on `NOSCRIPT` like redis-rs does
 //! (<https://redis.io/docs/latest/commands/evalsha/>).
 
-use redis::aio::ConnectionManager;
+use crate::connection::RedisConn;
 use redis::{Cmd, ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind, ToRedisArgs};
 
 /// One call of `script`: `EVALSHA <sha1> <numkeys> key… arg…`.
@@ -51,7 +51,7 @@ impl<'s> Eval<'s> {
     /// The Redis error, or the reply's conversion error.
     pub(super) async fn invoke<T: FromRedisValue>(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConn,
     ) -> RedisResult<T> {
         match self.cmd.query_async(conn).await {
             Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {

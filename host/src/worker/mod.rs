@@ -2,6 +2,7 @@
 //! keeps its lease alive, recovers the work of dead workers, promotes
 //! delayed tasks, and shuts down gracefully.
 
+pub mod acl;
 mod acks;
 mod lease;
 mod oversized;
