@@ -57,7 +57,6 @@ pub const WORKER_COMMANDS: &[&str] = &[
     "auth",
     "select",
     "client|setname",
-    "client|setinfo",
     "info",
     // Redis Cluster: the slot map the client routes by.
     "cluster|slots",
