@@ -787,7 +787,11 @@ fn main() {
     );
     println!(
         "--wait-replicas 1 (WAIT after each acknowledgement batch; master and replica on this machine), wasm-noop, {} tasks at concurrency {}: {} tasks/s without, {} with ({}x)",
-        wait["tasks"], wait["concurrency"], wait["tasks_per_s_no_wait"], wait["tasks_per_s_wait_1"], wait["wait_over_no_wait"]
+        wait["tasks"],
+        wait["concurrency"],
+        wait["tasks_per_s_no_wait"],
+        wait["tasks_per_s_wait_1"],
+        wait["wait_over_no_wait"]
     );
     println!(
         "{}",

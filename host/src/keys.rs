@@ -191,7 +191,10 @@ mod tests {
     fn braces_split_the_slot() {
         for bad in ["{jobs}", "a{b}c", "jobs}x", ""] {
             let err = QueueKeys::new(bad).check_one_slot().unwrap_err();
-            assert!(matches!(err, QueueNameError::CrossSlot { .. }), "{bad}: {err}");
+            assert!(
+                matches!(err, QueueNameError::CrossSlot { .. }),
+                "{bad}: {err}"
+            );
         }
     }
 }

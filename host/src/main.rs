@@ -613,8 +613,8 @@ async fn tenant_stats(
 ) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for t in &config.tenants {
-        let queue = Queue::connect_with(&args.redis.config(), &t.queue, Retention::default())
-            .await?;
+        let queue =
+            Queue::connect_with(&args.redis.config(), &t.queue, Retention::default()).await?;
         let stats = admin::stats(&queue).await?;
         let (cpu_us, throttled_until) = tenant::quota::minute_usage(&queue).await?;
         rows.push((t, stats, cpu_us, throttled_until));

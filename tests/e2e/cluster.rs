@@ -62,8 +62,22 @@ impl Drop for ClusterWorker {
 
 /// Pushes `n` noop tasks `<queue>-<i>` onto `queue`.
 fn push_noops(conn: &mut redis::cluster::ClusterConnection, queue: &str, n: usize) {
+    push_tasks(conn, queue, n, &json!({"task_type": "noop", "params": {}}));
+}
+
+/// Pushes `n` copies of `task` with ids `<queue>-<i>` onto `queue`.
+fn push_tasks(
+    conn: &mut redis::cluster::ClusterConnection,
+    queue: &str,
+    n: usize,
+    task: &serde_json::Value,
+) {
     let tasks: Vec<String> = (0..n)
-        .map(|i| json!({"id": format!("{queue}-{i}"), "task_type": "noop", "params": {}}).to_string())
+        .map(|i| {
+            let mut t = task.clone();
+            t["id"] = json!(format!("{queue}-{i}"));
+            t.to_string()
+        })
         .collect();
     for chunk in tasks.chunks(500) {
         let _: i64 = conn.rpush(queue, chunk).unwrap();
@@ -98,7 +112,10 @@ fn every_command_works_on_a_cluster() {
     let queues = queues_on_three_masters("jobs");
     let masters: Vec<usize> = queues.iter().map(|q| cluster.master_of(q)).collect();
     assert_eq!(
-        masters.iter().collect::<std::collections::HashSet<_>>().len(),
+        masters
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
         3,
         "queues on three masters"
     );
@@ -119,7 +136,10 @@ fn every_command_works_on_a_cluster() {
             .arg(plugins.path())
             .args(cluster.args());
         let stderr = assert_ok(&wait_output(cmd, Duration::from_secs(60)));
-        assert!(stderr.contains("redis cluster: 3 masters, 0 replicas"), "{stderr}");
+        assert!(
+            stderr.contains("redis cluster: 3 masters, 0 replicas"),
+            "{stderr}"
+        );
         let slot = sluice::connection::slot::key_slot(q.as_bytes());
         let master = format!("127.0.0.1:{}", cluster.nodes[cluster.master_of(q)].port);
         assert!(
@@ -174,7 +194,10 @@ fn every_command_works_on_a_cluster() {
     assert_ok(&out);
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text.lines().count(), 2, "{text}");
-    assert!(text.contains(&format!("\"queue\":\"{}\"", queues[1])), "{text}");
+    assert!(
+        text.contains(&format!("\"queue\":\"{}\"", queues[1])),
+        "{text}"
+    );
     // A queue name whose keys would not share a slot is refused.
     let mut cmd = sluice();
     cmd.args(["stats", "--queue", "{bad}"]).args(cluster.args());
@@ -265,8 +288,14 @@ fn a_busy_queues_slot_migrates_while_tasks_flow() {
     let queue = "migrating";
     let slot = sluice::connection::slot::key_slot(queue.as_bytes());
     let mut conn = cluster.conn();
-    push_noops(&mut conn, queue, TASKS);
-    let plugins = Plugins::new(&[("noop", "")]);
+    // Tasks of 20 ms: the queue stays busy for the whole migration.
+    push_tasks(
+        &mut conn,
+        queue,
+        TASKS,
+        &json!({"task_type": "spin", "params": {"ms": 20}}),
+    );
+    let plugins = Plugins::new(&[("misbehave", "")]);
     let mut workers = [
         ClusterWorker::spawn(&cluster, queue, &plugins, &[]),
         ClusterWorker::spawn(&cluster, queue, &plugins, &[]),
@@ -314,14 +343,23 @@ fn a_busy_queues_slot_migrates_while_tasks_flow() {
                 .query(&mut s)
                 .unwrap();
             moved += 1;
-            // Half-migrated: scripts touching both sides get TRYAGAIN.
-            std::thread::sleep(Duration::from_millis(100));
+            // Half-migrated: scripts touching both sides get TRYAGAIN (a
+            // long window after the first key, short ones after the others).
+            std::thread::sleep(Duration::from_millis(if moved == 1 { 500 } else { 5 }));
         }
     }
     for node in &cluster.nodes {
         setslot(&mut node.conn(), "NODE", &dst_id);
     }
-    eprintln!("migrated slot {slot} ({moved} keys) to 127.0.0.1:{}", dst_node.port);
+    let done_at_migration = finished(&mut conn, queue, TASKS);
+    eprintln!(
+        "migrated slot {slot} ({moved} keys) to 127.0.0.1:{}; {done_at_migration} of {TASKS} tasks done by then",
+        dst_node.port
+    );
+    assert!(
+        done_at_migration < TASKS,
+        "the queue was busy during the migration"
+    );
     assert_eq!(cluster.master_of(queue), dst);
     let deadline = Instant::now() + Duration::from_secs(90);
     while finished(&mut conn, queue, TASKS) < TASKS {

@@ -177,7 +177,14 @@ fn a_wrong_ca_is_a_clear_startup_error_not_a_hang() {
 fn a_worker_runs_under_the_acl_user_sluice_prints() {
     let redis = RedisServer::start();
     let out = sluice()
-        .args(["acl", "worker", "--queue", "task_queue", "--password", "w0rker"])
+        .args([
+            "acl",
+            "worker",
+            "--queue",
+            "task_queue",
+            "--password",
+            "w0rker",
+        ])
         .output()
         .unwrap();
     assert_ok(&out);

@@ -72,10 +72,7 @@ impl Topology {
         if !conn.is_cluster() {
             return Ok(None);
         }
-        let text: String = redis::cmd("CLUSTER")
-            .arg("NODES")
-            .query_async(conn)
-            .await?;
+        let text: String = redis::cmd("CLUSTER").arg("NODES").query_async(conn).await?;
         Ok(Some(Topology::parse(&text)))
     }
 

@@ -49,10 +49,7 @@ impl<'s> Eval<'s> {
     ///
     /// # Errors
     /// The Redis error, or the reply's conversion error.
-    pub(super) async fn invoke<T: FromRedisValue>(
-        &self,
-        conn: &mut RedisConn,
-    ) -> RedisResult<T> {
+    pub(super) async fn invoke<T: FromRedisValue>(&self, conn: &mut RedisConn) -> RedisResult<T> {
         match self.cmd.query_async(conn).await {
             Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                 self.script.load_async(conn).await?;

@@ -735,7 +735,8 @@ impl Queue {
             for &i in indices {
                 pipe.rpush(pushed[i].reply_to, pushed[i].record);
             }
-            let answers: Vec<redis::RedisResult<redis::Value>> = pipe.query_async(&mut conn).await?;
+            let answers: Vec<redis::RedisResult<redis::Value>> =
+                pipe.query_async(&mut conn).await?;
             for (&i, answer) in indices.iter().zip(answers) {
                 results[i] = Some(answer);
             }

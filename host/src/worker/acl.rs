@@ -120,11 +120,21 @@ mod tests {
     #[test]
     fn grants_the_queue_keys_and_reply_pushes() {
         let line = setuser_line("sluice-worker", &["task_queue"], None, Some("pw"));
-        assert!(line.starts_with("ACL SETUSER sluice-worker reset on >pw resetchannels -@all +evalsha"));
-        assert!(line.contains(" ~task_queue ~{task_queue}:* (%W~* +rpush)"), "{line}");
-        assert!(!line.contains("+keys") && !line.contains("+flushall") && !line.contains("+config"));
+        assert!(
+            line.starts_with("ACL SETUSER sluice-worker reset on >pw resetchannels -@all +evalsha")
+        );
+        assert!(
+            line.contains(" ~task_queue ~{task_queue}:* (%W~* +rpush)"),
+            "{line}"
+        );
+        assert!(
+            !line.contains("+keys") && !line.contains("+flushall") && !line.contains("+config")
+        );
         let line = setuser_line("w", &["a", "b*"], Some("acme:"), None);
         assert!(line.contains("nopass"));
-        assert!(line.contains("~a ~{a}:* ~b\\* ~{b\\*}:* (%W~acme:* +rpush)"), "{line}");
+        assert!(
+            line.contains("~a ~{a}:* ~b\\* ~{b\\*}:* (%W~acme:* +rpush)"),
+            "{line}"
+        );
     }
 }

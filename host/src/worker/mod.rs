@@ -2,8 +2,8 @@
 //! keeps its lease alive, recovers the work of dead workers, promotes
 //! delayed tasks, and shuts down gracefully.
 
-pub mod acl;
 mod acks;
+pub mod acl;
 mod lease;
 mod oversized;
 mod process;
