@@ -652,7 +652,7 @@ fn main() {
         if name == "tenancy" {
             println!("{}", tenancy_scenario(&a));
         } else if name == "wait-replicas" {
-            let tasks = if a.smoke { 500 } else { a.tasks.min(50_000) };
+            let tasks = a.tasks.min(50_000);
             println!("{}", wait_replicas::scenario(tasks, a.concurrency));
         } else {
             println!("{}", sluice_scenario(name, &a));
