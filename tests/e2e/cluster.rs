@@ -130,12 +130,17 @@ fn every_command_works_on_a_cluster() {
         let _: i64 = conn.rpush(q, fatal.to_string()).unwrap();
     }
     let plugins = Plugins::new(&[("noop", ""), ("misbehave", "")]);
-    for q in &queues {
+    for (i, q) in queues.iter().enumerate() {
         let mut cmd = sluice();
         cmd.args(["worker", "--burst", "--queue", q, "--plugins"])
             .arg(plugins.path())
             .args(cluster.args());
+        if i == 0 {
+            // No replica can confirm: warned about, tasks still done.
+            cmd.args(["--wait-replicas", "1", "--wait-timeout-ms", "20"]);
+        }
         let stderr = assert_ok(&wait_output(cmd, Duration::from_secs(60)));
+        assert_eq!(i == 0, stderr.contains("fewer replicas"), "{stderr}");
         assert!(
             stderr.contains("redis cluster: 3 masters, 0 replicas"),
             "{stderr}"
@@ -228,12 +233,20 @@ fn a_killed_master_loses_no_task_and_workers_keep_going() {
         });
     }
     let plugins = Plugins::new(&[("noop", "")]);
+    // The workers of the second queue wait for a replica after each
+    // acknowledgement batch (--wait-replicas).
     let mut workers: Vec<ClusterWorker> = queues
         .iter()
-        .flat_map(|q| {
+        .enumerate()
+        .flat_map(|(i, q)| {
+            let extra: &[&str] = if i == 1 {
+                &["--wait-replicas", "1"]
+            } else {
+                &[]
+            };
             [
-                ClusterWorker::spawn(&cluster, q, &plugins, &[]),
-                ClusterWorker::spawn(&cluster, q, &plugins, &[]),
+                ClusterWorker::spawn(&cluster, q, &plugins, extra),
+                ClusterWorker::spawn(&cluster, q, &plugins, extra),
             ]
         })
         .collect();
@@ -269,6 +282,8 @@ fn a_killed_master_loses_no_task_and_workers_keep_going() {
     for w in &mut workers {
         w.assert_running();
     }
+    let waited = workers[2].log() + &workers[3].log();
+    assert!(!waited.contains("fewer replicas"), "{waited}");
     let mut duplicates = 0;
     for q in &queues {
         let c = counters(&mut conn, q);
