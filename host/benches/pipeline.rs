@@ -47,6 +47,9 @@ mod tenant_shares;
 /// Per-key order figures: 1 000 `ordering_key`s vs none, same job.
 #[path = "ordering_keys/mod.rs"]
 mod ordering_keys;
+/// The cost of `--wait-replicas` (Redis `WAIT` after each acknowledgement batch).
+#[path = "wait_replicas/mod.rs"]
+mod wait_replicas;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -657,6 +660,9 @@ fn main() {
             println!("{}", tenancy_scenario(&a));
         } else if name == "ordering" {
             println!("{}", ordering_scenario(&a));
+        } else if name == "wait-replicas" {
+            let tasks = a.tasks.min(50_000);
+            println!("{}", wait_replicas::scenario(tasks, a.concurrency));
         } else {
             println!("{}", sluice_scenario(name, &a));
         }
@@ -709,6 +715,7 @@ fn main() {
     let tenancy = child_scenario("tenancy", &url);
     let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
     let ordering = child_scenario("ordering", &url);
+    let wait = child_scenario("wait-replicas", &url);
 
     println!(
         "\n| worker | tasks/s | worker CPU µs/task | Redis CPU µs/task | pickup p50 ms | pickup p99 ms | peak RSS MiB | sandbox µs p50 | sandbox µs p99 | instantiate+call µs p50 |"
@@ -801,8 +808,16 @@ fn main() {
         ordering["keyed_redis_cpu_us_per_task"]
     );
     println!(
+        "--wait-replicas 1 (WAIT after each acknowledgement batch; master and replica on this machine), wasm-noop, {} tasks at concurrency {}: {} tasks/s without, {} with ({}x)",
+        wait["tasks"],
+        wait["concurrency"],
+        wait["tasks_per_s_no_wait"],
+        wait["tasks_per_s_wait_1"],
+        wait["wait_over_no_wait"]
+    );
+    println!(
         "{}",
-        json!({"bench": "sluice-pipeline", "rows": rows, "tenancy": tenancy, "ordering": ordering, "sluice_over_seed": sluice_vs_seed, "wasm_over_native": wasm_vs_native,
+        json!({"bench": "sluice-pipeline", "rows": rows, "tenancy": tenancy, "ordering": ordering, "wait_replicas": wait, "sluice_over_seed": sluice_vs_seed, "wasm_over_native": wasm_vs_native,
                "bare_sluice_over_seed": bare_vs_seed,
                "instance_reuse": REUSE, "reuse_over_seed": reuse_vs_seed, "reuse_over_native": reuse_vs_native})
     );

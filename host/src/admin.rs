@@ -61,7 +61,11 @@ pub async fn stats(queue: &Queue) -> QueueResult<QueueStats> {
         .hgetall(&keys.stats)
         .query_async(&mut conn)
         .await?;
-    let time: (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
+    // The clock of the queue's master, which stamped the leases (on a
+    // Cluster, a plain `TIME` goes to a random node).
+    let time: (u64, u64) = conn
+        .query_on_node_of(&keys.workers, &redis::cmd("TIME"))
+        .await?;
     let now_ms = time.0 * 1000 + time.1 / 1000;
     let mut in_flight = 0;
     let workers: Vec<String> = leases.keys().cloned().collect();

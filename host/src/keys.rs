@@ -44,6 +44,18 @@ pub enum QueueNameError {
         "queue name {0:?} contains '{{' or '}}': Sluice derives its keys as {{QUEUE}}:…, a Redis Cluster hash tag, and braces inside the name would put them in another slot than the queue; choose a name without braces"
     )]
     Braces(String),
+    /// The queue's keys would not all hash to one Redis Cluster slot.
+    #[error(
+        "queue {queue:?}: its keys would live in different Redis Cluster slots ({pending} for the list, {derived} for {{{queue}}}:…), so its scripts could not run; choose a name without braces"
+    )]
+    CrossSlot {
+        /// The queue name.
+        queue: String,
+        /// Slot of the pending list.
+        pending: u16,
+        /// Slot of the derived keys.
+        derived: u16,
+    },
 }
 
 /// Checks that `queue` can name a queue: not empty, no `{` or `}` (see the
@@ -106,6 +118,37 @@ impl QueueKeys {
         }
     }
 
+    /// Checks that every key of the queue hashes to one Redis Cluster slot
+    /// (the pending list, and the `{Q}:…` keys), as its scripts need.
+    ///
+    /// # Errors
+    /// [`QueueNameError::CrossSlot`] with both slots.
+    pub fn check_one_slot(&self) -> Result<(), QueueNameError> {
+        use crate::connection::slot::key_slot;
+        let pending = key_slot(self.pending.as_bytes());
+        let derived = [
+            &self.workers,
+            &self.delayed,
+            &self.crashes,
+            &self.dead,
+            &self.dead_index,
+            &self.stats,
+            &self.outbox,
+            &self.inflight("w"),
+            &self.outbox_inflight("w"),
+            &self.result("1"),
+        ]
+        .map(|k| key_slot(k.as_bytes()));
+        match derived.iter().find(|&&d| d != pending) {
+            None => Ok(()),
+            Some(&derived) => Err(QueueNameError::CrossSlot {
+                queue: self.pending.clone(),
+                pending,
+                derived,
+            }),
+        }
+    }
+
     /// The in-flight list of worker `worker_id`.
     pub fn inflight(&self, worker_id: &str) -> String {
         format!("{}:inflight:{worker_id}", self.prefix)
@@ -149,6 +192,18 @@ mod tests {
         }
         for good in ["task_queue", "jobs:high", "q.1", "日本"] {
             assert_eq!(check_queue_name(good), Ok(()));
+            assert_eq!(QueueKeys::new(good).check_one_slot(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn braces_split_the_slot() {
+        for bad in ["{jobs}", "a{b}c", "jobs}x", ""] {
+            let err = QueueKeys::new(bad).check_one_slot().unwrap_err();
+            assert!(
+                matches!(err, QueueNameError::CrossSlot { .. }),
+                "{bad}: {err}"
+            );
         }
     }
 }

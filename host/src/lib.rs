@@ -16,6 +16,7 @@
 //! - [`watch`]: hot reload — watching the plugins directory.
 //! - [`keys`]: the Redis key layout of one queue (Cluster hash-tagged).
 //! - [`record`]: result records and dead letters, as stored in Redis.
+//! - [`connection`]: the one Redis connection type — single node, Cluster, TLS, auth.
 //! - [`queue`]: the Redis side of the protocol — fetch, leases, acknowledgement;
 //!   [`queue::ordering`]: per-key order (`ordering_key`).
 //! - [`worker`]: the worker loop that ties them together.
@@ -29,6 +30,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod connection;
 pub mod keys;
 pub mod local_run;
 pub mod manifest;

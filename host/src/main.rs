@@ -26,14 +26,8 @@ struct Cli {
 /// Where the queue lives.
 #[derive(clap::Args, Clone)]
 struct QueueArgs {
-    /// Redis URL.
-    #[arg(
-        long,
-        env = "SLUICE_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        global = true
-    )]
-    redis_url: String,
+    #[command(flatten)]
+    redis: sluice::connection::RedisArgs,
     /// Name of the Redis list producers push onto.
     #[arg(
         long,
@@ -115,6 +109,37 @@ enum Command {
     Tenant {
         #[command(subcommand)]
         command: TenantCommand,
+    },
+    /// Redis ACL lines for Sluice's own users.
+    Acl {
+        #[command(subcommand)]
+        command: AclCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AclCommand {
+    /// Print the `ACL SETUSER …` line of a Redis user that can run workers
+    /// and nothing else: the commands a worker needs, on its queues' keys
+    /// (`--queue`, or every tenant's with `--config`), plus `RPUSH` onto
+    /// `reply_to` lists.
+    Worker {
+        /// Name of the Redis user.
+        #[arg(long, default_value = "sluice-worker")]
+        user: String,
+        /// Queue the worker serves (ignored with a `--config` naming tenants).
+        #[arg(long, env = "SLUICE_QUEUE", default_value = "task_queue")]
+        queue: String,
+        /// Configuration file: the queues of its tenants, each pushing
+        /// replies only under its `reply_to_prefix`.
+        #[arg(long, env = "SLUICE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Only let replies go to keys starting with this prefix (default: any key).
+        #[arg(long)]
+        reply_to_prefix: Option<String>,
+        /// Password of the user (default: `nopass`).
+        #[arg(long)]
+        password: Option<String>,
     },
 }
 
@@ -278,6 +303,22 @@ fn main() -> anyhow::Result<()> {
                         password,
                     },
             } => tenant_acl(&config, &name, password.as_deref()),
+            Command::Acl {
+                command:
+                    AclCommand::Worker {
+                        user,
+                        queue,
+                        config,
+                        reply_to_prefix,
+                        password,
+                    },
+            } => worker_acl(
+                &user,
+                &queue,
+                config.as_deref(),
+                reply_to_prefix.as_deref(),
+                password.as_deref(),
+            ),
             Command::Plugins { plugins, output } => list_plugins(&plugins, output.json()).await,
             Command::Plugin {
                 command: PluginCommand::Check { file, output },
@@ -333,7 +374,7 @@ fn parse_with_config() -> anyhow::Result<(Cli, Option<tenant::ConfigFile>)> {
     let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let mut extra = 0;
     for (flag, value) in config.worker.as_flags() {
-        if name != "worker" && flag != "--redis-url" {
+        if name != "worker" && !sluice::connection::args::FLAGS.contains(&flag) {
             continue;
         }
         let id = flag.trim_start_matches("--").replace('-', "_");
@@ -385,9 +426,10 @@ async fn worker(args: WorkerArgs, config: Option<tenant::ConfigFile>) -> anyhow:
         result_ttl_secs: args.result_ttl_secs,
         ..Retention::default()
     };
-    let queue = Queue::connect(&args.queue.redis_url, &args.queue.queue, retention)
+    let queue = Queue::connect_with(&args.queue.redis.config(), &args.queue.queue, retention)
         .await
-        .with_context(|| format!("cannot connect to redis at {}", args.queue.redis_url))?;
+        .context("cannot start the worker")?;
+    sluice::connection::topology::log(&queue.connection(), &[&args.queue.queue]).await;
     warn_if_evicting(&queue).await;
     let config = worker_config(&args);
     let host = std::fs::read_to_string("/etc/hostname")
@@ -445,7 +487,7 @@ async fn multi_tenant_worker(
     sandbox: Sandbox,
 ) -> anyhow::Result<()> {
     let options = tenant::ServeOptions {
-        redis_url: args.queue.redis_url.clone(),
+        redis: args.queue.redis.config(),
         retention: Retention {
             result_ttl_secs: args.result_ttl_secs,
             ..Retention::default()
@@ -457,7 +499,11 @@ async fn multi_tenant_worker(
     tracing::info!(tenants = ?names, config = %config.path.display(), "multi-tenant worker");
     let tenants = tenant::Tenants::load(&config, &sandbox, &worker_config(&args), &options)
         .await
-        .with_context(|| format!("cannot connect to redis at {}", options.redis_url))?;
+        .context("cannot start the multi-tenant worker")?;
+    if let Some((queue, _)) = tenants.first() {
+        let queues: Vec<&str> = config.tenants.iter().map(|t| t.queue.as_str()).collect();
+        sluice::connection::topology::log(&queue.connection(), &queues).await;
+    }
     if let Some((queue, registry)) = tenants.first() {
         warn_if_evicting(queue).await;
         if let Some(addr) = args.metrics_addr {
@@ -571,9 +617,9 @@ async fn connect(args: &QueueArgs, config: Option<&tenant::ConfigFile>) -> anyho
         (None, None) => args.queue.clone(),
     };
     check_queue_name(&queue)?;
-    Queue::connect(&args.redis_url, &queue, Retention::default())
+    Queue::connect_with(&args.redis.config(), &queue, Retention::default())
         .await
-        .with_context(|| format!("cannot connect to redis at {}", args.redis_url))
+        .map_err(Into::into)
 }
 
 async fn stats(
@@ -635,9 +681,8 @@ async fn tenant_stats(
 ) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for t in &config.tenants {
-        let queue = Queue::connect(&args.redis_url, &t.queue, Retention::default())
-            .await
-            .with_context(|| format!("cannot connect to redis at {}", args.redis_url))?;
+        let queue =
+            Queue::connect_with(&args.redis.config(), &t.queue, Retention::default()).await?;
         let stats = admin::stats(&queue).await?;
         let (cpu_us, throttled_until) = tenant::quota::minute_usage(&queue).await?;
         rows.push((t, stats, cpu_us, throttled_until));
@@ -692,6 +737,40 @@ fn tenant_acl(path: &std::path::Path, name: &str, password: Option<&str>) -> any
         anyhow::bail!("no tenant {name:?} in {}", path.display());
     };
     println!("{}", tenant::acl::setuser_line(spec, password));
+    Ok(())
+}
+
+/// `sluice acl worker`.
+fn worker_acl(
+    user: &str,
+    queue: &str,
+    config: Option<&std::path::Path>,
+    reply_to_prefix: Option<&str>,
+    password: Option<&str>,
+) -> anyhow::Result<()> {
+    let config = config.map(tenant::config::load).transpose()?;
+    let line = match config.filter(|c| !c.tenants.is_empty()) {
+        Some(config) => {
+            let queues: Vec<&str> = config.tenants.iter().map(|t| t.queue.as_str()).collect();
+            // One selector per tenant would need one line per tenant; the
+            // prefixes share a user, so each gets its own selector.
+            let mut line = sluice::worker::acl::setuser_line(
+                user,
+                &queues,
+                Some(&config.tenants[0].reply_to_prefix),
+                password,
+            );
+            for t in &config.tenants[1..] {
+                line.push_str(&sluice::worker::acl::reply_selector(&t.reply_to_prefix));
+            }
+            line
+        }
+        None => {
+            check_queue_name(queue)?;
+            sluice::worker::acl::setuser_line(user, &[queue], reply_to_prefix, password)
+        }
+    };
+    println!("{line}");
     Ok(())
 }
 

@@ -2,10 +2,12 @@
 //! `redis-server` processes, with plugins built by `cargo xtask plugins`.
 //! One binary, one module per topic (the wasmtime `tests/all` layout).
 
+mod cluster_harness;
 mod harness;
 
 mod authoring;
 mod bad_input;
+mod cluster;
 mod delivery;
 mod hostile;
 mod hot_reload;
@@ -20,3 +22,4 @@ mod sandbox_limits;
 mod soak;
 mod startup;
 mod tenancy;
+mod tls;

@@ -142,7 +142,7 @@ fn serve(
         ..WorkerConfig::default()
     };
     let options = ServeOptions {
-        redis_url: url.to_owned(),
+        redis: sluice::connection::RedisConfig::single(url),
         retention: Retention {
             result_ttl_secs: 600,
             ..Retention::default()

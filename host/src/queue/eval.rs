@@ -8,7 +8,7 @@
 //! command that is sent, and loads the script on `NOSCRIPT` like redis-rs does
 //! (<https://redis.io/docs/latest/commands/evalsha/>).
 
-use redis::aio::ConnectionManager;
+use crate::connection::RedisConn;
 use redis::{Cmd, ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind, ToRedisArgs};
 
 /// One call of `script`: `EVALSHA <sha1> <numkeys> key… arg…`.
@@ -49,10 +49,7 @@ impl<'s> Eval<'s> {
     ///
     /// # Errors
     /// The Redis error, or the reply's conversion error.
-    pub(super) async fn invoke<T: FromRedisValue>(
-        &self,
-        conn: &mut ConnectionManager,
-    ) -> RedisResult<T> {
+    pub(super) async fn invoke<T: FromRedisValue>(&self, conn: &mut RedisConn) -> RedisResult<T> {
         match self.cmd.query_async(conn).await {
             Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                 self.script.load_async(conn).await?;

@@ -26,8 +26,9 @@ pub mod outbox;
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Client, Script};
+use redis::Script;
+
+use crate::connection::{ConnectError, Connector, RedisConfig, RedisConn};
 
 use crate::keys::QueueKeys;
 use eval::Eval;
@@ -42,6 +43,12 @@ pub enum QueueError {
     /// every request of the batch.
     #[error("redis: {0}")]
     Batch(String),
+    /// The connection could not be set up (options, files, TLS, timeout).
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The queue cannot live in a Redis Cluster slot.
+    #[error(transparent)]
+    Slot(#[from] crate::keys::QueueNameError),
 }
 
 /// Result alias for queue operations.
@@ -181,8 +188,11 @@ pub struct Reaped {
 /// One queue on one Redis server (or Cluster slot).
 #[derive(Clone)]
 pub struct Queue {
-    conn: ConnectionManager,
-    client: Client,
+    conn: RedisConn,
+    /// Cluster only: the fetch scripts' connection, without hidden retries
+    /// (see [`crate::connection`]); replaced after an error.
+    fetch: std::sync::Arc<tokio::sync::Mutex<Option<RedisConn>>>,
+    connector: Connector,
     keys: QueueKeys,
     retention: Retention,
     scripts: std::sync::Arc<Scripts>,
@@ -203,17 +213,30 @@ impl Queue {
     /// # Errors
     /// [`QueueError::Redis`] when the URL is invalid or the first connection fails.
     pub async fn connect(redis_url: &str, queue: &str, retention: Retention) -> QueueResult<Queue> {
-        let client = Client::open(redis_url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(3)
-            .set_max_delay(Duration::from_secs(2))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_connection_timeout(Some(Duration::from_secs(2)));
-        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        Queue::connect_with(&RedisConfig::single(redis_url), queue, retention).await
+    }
+
+    /// Connects as `redis` says (single node or Cluster, TLS, password) for
+    /// queue `queue`.
+    ///
+    /// # Errors
+    /// [`QueueError::Connect`] when the options are wrong or the first
+    /// connection fails; [`QueueError::Slot`] when the queue's keys would
+    /// not share one Cluster slot.
+    pub async fn connect_with(
+        redis: &RedisConfig,
+        queue: &str,
+        retention: Retention,
+    ) -> QueueResult<Queue> {
+        let keys = QueueKeys::new(queue);
+        keys.check_one_slot()?;
+        let connector = Connector::new(redis)?;
+        let conn = connector.shared().await?;
         Ok(Queue {
             conn,
-            client,
-            keys: QueueKeys::new(queue),
+            fetch: Default::default(),
+            connector,
+            keys,
             retention,
             scripts: std::sync::Arc::new(Scripts::new()),
         })
@@ -234,19 +257,43 @@ impl Queue {
     ///
     /// # Errors
     /// When the connection cannot be made.
-    pub async fn blocking_connection(&self, block: Duration) -> QueueResult<MultiplexedConnection> {
-        let config = AsyncConnectionConfig::new()
-            .set_response_timeout(Some(block + Duration::from_secs(5)))
-            .set_connection_timeout(Some(Duration::from_secs(2)));
-        Ok(self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?)
+    pub async fn blocking_connection(&self, block: Duration) -> QueueResult<RedisConn> {
+        Ok(self.connector.blocking(block).await?)
     }
 
     /// The shared multiplexed connection, for commands of the CLI.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConn {
         self.conn.clone()
+    }
+
+    /// How this queue reaches Redis.
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    /// The connection of the fetch scripts: the shared one on a single
+    /// server; on a Cluster a connection without hidden retries, so that a
+    /// fetch whose reply was lost surfaces as an error (and the worker
+    /// rotates its lease) instead of running twice.
+    async fn fetch_conn(&self) -> QueueResult<RedisConn> {
+        if !self.conn.is_cluster() {
+            return Ok(self.conn.clone());
+        }
+        let mut slot = self.fetch.lock().await;
+        if let Some(conn) = &*slot {
+            return Ok(conn.clone());
+        }
+        let conn = self.connector.fetching().await?;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Drops the fetch connection after an error (Cluster): the next fetch
+    /// connects again and reads the slot map afresh (after a failover).
+    async fn fetch_failed(&self) {
+        if self.conn.is_cluster() {
+            *self.fetch.lock().await = None;
+        }
     }
 
     /// Registers (or re-registers) `worker_id` with a lease of `lease`.
@@ -308,7 +355,8 @@ impl Queue {
         max: usize,
         max_message_bytes: usize,
     ) -> QueueResult<Option<Vec<Vec<u8>>>> {
-        Ok(Eval::new(&self.scripts.fetch, 4)
+        let mut conn = self.fetch_conn().await?;
+        let fetched = Eval::new(&self.scripts.fetch, 4)
             .arg(&self.keys.pending)
             .arg(self.keys.inflight(worker_id))
             .arg(&self.keys.workers)
@@ -316,8 +364,12 @@ impl Queue {
             .arg(worker_id)
             .arg(max)
             .arg(max_message_bytes)
-            .invoke(&mut self.conn.clone())
-            .await?)
+            .invoke(&mut conn)
+            .await;
+        if fetched.is_err() {
+            self.fetch_failed().await;
+        }
+        Ok(fetched?)
     }
 
     /// Waits up to `block` for a pending message, on a blocking connection,
@@ -335,7 +387,7 @@ impl Queue {
     /// On Redis errors.
     pub async fn fetch_blocking(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut RedisConn,
         worker_id: &str,
         block: Duration,
         max_message_bytes: usize,
@@ -443,11 +495,46 @@ impl Queue {
                 .arg(f.dead_letter.unwrap_or(""))
                 .arg(f.reply_to.unwrap_or(""));
         }
-        let acked: Vec<i64> = call.invoke(&mut self.conn.clone()).await?;
+        let mut conn = self.conn.clone();
+        let acked: Vec<i64> = call.invoke(&mut conn).await?;
+        self.wait_replicas(&mut conn).await;
         Ok(Acknowledged {
             acked: acked.into_iter().map(|a| a == 1).collect(),
             token,
         })
+    }
+
+    /// With `--wait-replicas N`: blocks until N replicas of the queue's
+    /// master have every write this connection made (Redis `WAIT`), or the
+    /// timeout passes. A shortfall or an error is logged and counted
+    /// (`sluice_wait_replicas_short_total`), not returned: the
+    /// acknowledgement itself is done, and a replica that lags is the
+    /// operator's to fix.
+    async fn wait_replicas(&self, conn: &mut RedisConn) {
+        let config = self.connector.config();
+        if config.wait_replicas == 0 {
+            return;
+        }
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(config.wait_replicas).arg(config.wait_timeout_ms);
+        let reached: redis::RedisResult<u32> =
+            conn.query_on_node_of(&self.keys.workers, &wait).await;
+        match reached {
+            Ok(n) if n >= config.wait_replicas => {}
+            Ok(n) => {
+                metrics::counter!("sluice_wait_replicas_short_total").increment(1);
+                tracing::warn!(
+                    wanted = config.wait_replicas,
+                    reached = n,
+                    timeout_ms = config.wait_timeout_ms,
+                    "acknowledgements reached fewer replicas than --wait-replicas asks; a failover now could lose them"
+                );
+            }
+            Err(e) => {
+                metrics::counter!("sluice_wait_replicas_short_total").increment(1);
+                tracing::warn!(error = %e, "WAIT for replicas failed");
+            }
+        }
     }
 
     /// Moves a message from the in-flight list into the delayed set, to be
@@ -629,15 +716,20 @@ impl Queue {
         if replies.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for reply in replies.iter().filter(|r| !r.reply_to.is_empty()) {
-            pipe.rpush(reply.reply_to, reply.record);
-        }
         let fields: Vec<&[u8]> = replies.iter().map(|r| r.field).collect();
-        pipe.hdel(self.keys.outbox_inflight(worker_id), fields);
-        let results: Vec<redis::RedisResult<redis::Value>> =
-            pipe.query_async(&mut self.conn.clone()).await?;
+        let results = if self.conn.is_cluster() {
+            self.push_by_slot(replies, &fields, worker_id).await?
+        } else {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for reply in replies.iter().filter(|r| !r.reply_to.is_empty()) {
+                pipe.rpush(reply.reply_to, reply.record);
+            }
+            pipe.hdel(self.keys.outbox_inflight(worker_id), fields);
+            let results: Vec<redis::RedisResult<redis::Value>> =
+                pipe.query_async(&mut self.conn.clone()).await?;
+            results
+        };
         let mut results = results.into_iter();
         let out: Vec<Delivery> = replies
             .iter()
@@ -673,6 +765,51 @@ impl Queue {
                 tracing::debug!(error = %e, "cannot count refused replies");
             }
         }
+        Ok(out)
+    }
+
+    /// [`Queue::deliver`] on a Cluster: the `reply_to` lists are the
+    /// producers' keys, in any slot, and a cluster pipeline must stay in one
+    /// slot; so one pipeline per slot, then the `HDEL` (the queue's slot).
+    /// Returns the results in the order of the single-node pipeline.
+    async fn push_by_slot(
+        &self,
+        replies: &[outbox::Reply<'_>],
+        fields: &[&[u8]],
+        worker_id: &str,
+    ) -> QueueResult<Vec<redis::RedisResult<redis::Value>>> {
+        use crate::connection::slot::key_slot;
+        let pushed: Vec<&outbox::Reply<'_>> =
+            replies.iter().filter(|r| !r.reply_to.is_empty()).collect();
+        let mut by_slot: std::collections::BTreeMap<u16, Vec<usize>> = Default::default();
+        for (i, reply) in pushed.iter().enumerate() {
+            by_slot.entry(key_slot(reply.reply_to)).or_default().push(i);
+        }
+        let mut results: Vec<Option<redis::RedisResult<redis::Value>>> =
+            (0..pushed.len()).map(|_| None).collect();
+        let mut conn = self.conn.clone();
+        for indices in by_slot.values() {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for &i in indices {
+                pipe.rpush(pushed[i].reply_to, pushed[i].record);
+            }
+            let answers: Vec<redis::RedisResult<redis::Value>> =
+                pipe.query_async(&mut conn).await?;
+            for (&i, answer) in indices.iter().zip(answers) {
+                results[i] = Some(answer);
+            }
+        }
+        let removed: redis::RedisResult<redis::Value> = redis::cmd("HDEL")
+            .arg(self.keys.outbox_inflight(worker_id))
+            .arg(fields)
+            .query_async(&mut conn)
+            .await;
+        let mut out: Vec<redis::RedisResult<redis::Value>> = results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Ok(redis::Value::Nil)))
+            .collect();
+        out.push(removed);
         Ok(out)
     }
 

@@ -49,6 +49,23 @@ pub struct ConfigError {
 pub struct WorkerSettings {
     /// `--redis-url`.
     pub redis_url: Option<String>,
+    /// `--redis-url` given several times: the seed nodes of a Redis Cluster
+    /// (with `cluster = true`).
+    pub redis_urls: Option<Vec<String>>,
+    /// `--cluster`: the Redis URLs are seed nodes of a Redis Cluster.
+    pub cluster: Option<bool>,
+    /// `--tls-ca-cert`, relative to the file.
+    pub tls_ca_cert: Option<PathBuf>,
+    /// `--tls-cert`, relative to the file.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`, relative to the file.
+    pub tls_key: Option<PathBuf>,
+    /// `--redis-password-file`, relative to the file.
+    pub redis_password_file: Option<PathBuf>,
+    /// `--wait-replicas`.
+    pub wait_replicas: Option<u64>,
+    /// `--wait-timeout-ms`.
+    pub wait_timeout_ms: Option<u64>,
     /// `--queue` (single-tenant mode: a file without `[[tenant]]`).
     pub queue: Option<String>,
     /// `--plugins` (single-tenant mode), relative to the file.
@@ -98,6 +115,19 @@ impl WorkerSettings {
             }
         };
         value("--redis-url", self.redis_url.clone());
+        for url in self.redis_urls.iter().flatten() {
+            value("--redis-url", Some(url.clone()));
+        }
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        value("--tls-ca-cert", path(&self.tls_ca_cert));
+        value("--tls-cert", path(&self.tls_cert));
+        value("--tls-key", path(&self.tls_key));
+        value("--redis-password-file", path(&self.redis_password_file));
+        value("--wait-replicas", self.wait_replicas.map(|v| v.to_string()));
+        value(
+            "--wait-timeout-ms",
+            self.wait_timeout_ms.map(|v| v.to_string()),
+        );
         value("--queue", self.queue.clone());
         value(
             "--plugins",
@@ -139,6 +169,9 @@ impl WorkerSettings {
         }
         if self.no_watch == Some(true) {
             flags.push(("--no-watch", None));
+        }
+        if self.cluster == Some(true) {
+            flags.push(("--cluster", None));
         }
         flags
     }
@@ -271,6 +304,14 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
     let base = path.parent().unwrap_or(Path::new("."));
     let mut worker = worker;
     worker.plugins = worker.plugins.map(|p| base.join(p));
+    for file in [
+        &mut worker.tls_ca_cert,
+        &mut worker.tls_cert,
+        &mut worker.tls_key,
+        &mut worker.redis_password_file,
+    ] {
+        *file = file.take().map(|p| base.join(p));
+    }
     let mut tenants = Vec::new();
     let mut names: HashMap<String, ()> = HashMap::new();
     let mut queues: HashMap<String, String> = HashMap::new();

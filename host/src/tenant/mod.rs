@@ -103,8 +103,9 @@ impl TenantContext {
 /// How the multi-tenant worker runs, besides its [`WorkerConfig`].
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Redis URL shared by all tenants.
-    pub redis_url: String,
+    /// How to reach Redis, shared by all tenants (on a Cluster their queues
+    /// spread over the masters by slot).
+    pub redis: crate::connection::RedisConfig,
     /// Result retention.
     pub retention: Retention,
     /// Watch the tenants' plugins directories.
@@ -153,7 +154,7 @@ impl Tenants {
         };
         for (index, spec) in config.tenants.iter().enumerate() {
             let queue =
-                Queue::connect(&options.redis_url, &spec.queue, options.retention.clone()).await?;
+                Queue::connect_with(&options.redis, &spec.queue, options.retention.clone()).await?;
             let registry = SharedRegistry::new(
                 Registry::from_plugins(Vec::new()).unwrap_or_else(|_| unreachable!("no plugins")),
             );

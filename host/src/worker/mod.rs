@@ -3,6 +3,7 @@
 //! delayed tasks, and shuts down gracefully.
 
 mod acks;
+pub mod acl;
 mod lease;
 mod oversized;
 mod process;
