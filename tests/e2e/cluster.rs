@@ -394,3 +394,36 @@ fn a_busy_queues_slot_migrates_while_tasks_flow() {
     let c = counters(&mut conn, queue);
     eprintln!("counters after the migration: {c:?}");
 }
+
+#[test]
+fn an_idle_worker_follows_a_manual_failover() {
+    let cluster = RedisCluster::start(3, 1);
+    let queue = "idle";
+    let mut conn = cluster.conn();
+    let plugins = Plugins::new(&[("noop", "")]);
+    let mut worker = ClusterWorker::spawn(&cluster, queue, &plugins, &[]);
+    wait_for(Duration::from_secs(30), "the worker's lease", || {
+        conn.hlen::<_, usize>(format!("{{{queue}}}:workers"))
+            .unwrap()
+            >= 1
+    });
+    // Blocked in BLMOVE on the master when its replica takes over: the
+    // server answers UNBLOCKED (or MOVED).
+    std::thread::sleep(Duration::from_millis(500));
+    let master = cluster.master_of(queue);
+    let replica = cluster.replica_of(master);
+    let _: () = redis::cmd("CLUSTER")
+        .arg("FAILOVER")
+        .query(&mut cluster.nodes[replica].conn())
+        .unwrap();
+    wait_for(Duration::from_secs(30), "the replica to take over", || {
+        cluster.master_of(queue) == replica
+    });
+    push_noops(&mut conn, queue, 50);
+    wait_for(
+        Duration::from_secs(60),
+        "the tasks after the failover",
+        || finished(&mut conn, queue, 50) == 50,
+    );
+    worker.assert_running();
+}

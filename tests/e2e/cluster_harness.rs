@@ -242,6 +242,23 @@ impl RedisCluster {
         panic!("no master serves slot {slot}:\n{nodes}");
     }
 
+    /// Index of a live replica of node `master`.
+    pub fn replica_of(&self, master: usize) -> usize {
+        let port = self.nodes[master].port;
+        self.nodes
+            .iter()
+            .position(|n| {
+                n.alive() && {
+                    let info: String = redis::cmd("INFO")
+                        .arg("replication")
+                        .query(&mut n.conn())
+                        .unwrap();
+                    info.contains("role:slave") && info.contains(&format!("master_port:{port}\r"))
+                }
+            })
+            .expect("a replica")
+    }
+
     /// Index of the master owning `key`.
     pub fn master_of(&self, key: &str) -> usize {
         self.master_of_slot(sluice::connection::slot::key_slot(key.as_bytes()))

@@ -524,6 +524,26 @@ mod tests {
     }
 
     #[test]
+    fn connection_keys_become_connection_flags() {
+        let (path, parsed) = with_dirs(
+            "cluster = true\nredis_urls = [\"redis://10.0.0.1:7000\", \"redis://10.0.0.2:7000\"]\ntls_ca_cert = \"ca.pem\"\nredis_password_file = \"/run/secret\"\nwait_replicas = 1\n",
+        );
+        let config = parsed.expect("valid");
+        let ca = path.parent().unwrap().join("ca.pem").display().to_string();
+        assert_eq!(
+            config.worker.as_flags(),
+            vec![
+                ("--redis-url", Some("redis://10.0.0.1:7000".into())),
+                ("--redis-url", Some("redis://10.0.0.2:7000".into())),
+                ("--tls-ca-cert", Some(ca)),
+                ("--redis-password-file", Some("/run/secret".into())),
+                ("--wait-replicas", Some("1".into())),
+                ("--cluster", None),
+            ]
+        );
+    }
+
+    #[test]
     fn a_queue_name_that_breaks_the_hash_tag_is_refused() {
         let (_, e) = with_dirs("[[tenant]]\nname = \"x\"\nqueue = \"{jobs}\"\nplugins = \"a\"\n");
         let e = e.expect_err("braces");
