@@ -207,6 +207,10 @@ fn a_worker_runs_under_the_acl_user_sluice_prints() {
         &[
             json!({"id": "fatal", "task_type": "fail_fatal", "params": {}}),
             json!({"id": "retry", "task_type": "fail_retryable", "params": {}, "max_retries": 1}),
+            // Per-key order under the ACL: the retried task holds the key,
+            // the next one of the key is parked, then handed the key.
+            json!({"id": "keyed1", "task_type": "fail_retryable", "params": {}, "max_retries": 1, "ordering_key": "acct"}),
+            json!({"id": "keyed2", "task_type": "noop", "params": {}, "ordering_key": "acct"}),
         ],
     );
     let plugins = Plugins::new(&[("noop", ""), ("misbehave", "backoff_base_ms = 50\n")]);
@@ -223,6 +227,9 @@ fn a_worker_runs_under_the_acl_user_sluice_prints() {
     let retried = wait_result(&redis, "retry", Duration::from_secs(30));
     assert_eq!(retried["status"], "failed", "{retried}");
     assert_eq!(retried["attempts"], 2, "{retried}");
+    let keyed = wait_result(&redis, "keyed2", Duration::from_secs(30));
+    assert_eq!(keyed["status"], "succeeded", "{keyed}");
+    assert_eq!(result(&redis, "keyed1").unwrap()["status"], "failed");
     for i in 0..10 {
         let r = wait_result(&redis, &format!("ok{i}"), Duration::from_secs(30));
         assert_eq!(r["status"], "succeeded");

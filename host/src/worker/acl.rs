@@ -48,6 +48,12 @@ pub const WORKER_COMMANDS: &[&str] = &[
     "zrange",
     "zcard",
     "zpopmin",
+    // Per-key order (`ordering_key`): blocked keys, parked count.
+    "sadd",
+    "srem",
+    "scard",
+    "incr",
+    "decr",
     // Server clock (lease expiry, `sluice stats`), --wait-replicas.
     "time",
     "wait",
