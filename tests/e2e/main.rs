@@ -6,11 +6,13 @@ mod harness;
 
 mod bad_input;
 mod delivery;
+mod follow_ups;
 mod hostile;
 mod hot_reload;
 mod limits;
 mod local_run;
 mod main_job;
+mod outbound_http;
 mod polyglot;
 mod replies;
 mod retries;

@@ -19,6 +19,7 @@
 //! recovered by the reaper.
 
 mod eval;
+pub mod follow_ups;
 pub mod outbox;
 
 use std::time::Duration;
@@ -51,6 +52,13 @@ macro_rules! script {
             include_str!(concat!("lua/", $file))
         ))
     };
+    ($file:literal, follow_ups) => {
+        Script::new(concat!(
+            include_str!("lua/common.lua"),
+            include_str!("lua/common_follow_ups.lua"),
+            include_str!(concat!("lua/", $file))
+        ))
+    };
     ($file:literal, outbox) => {
         Script::new(concat!(
             include_str!("lua/common.lua"),
@@ -78,7 +86,7 @@ impl Scripts {
             register: script!("register.lua"),
             renew: script!("renew.lua"),
             fetch: script!("fetch.lua"),
-            finish: script!("finish.lua"),
+            finish: script!("finish.lua", follow_ups),
             reschedule: script!("reschedule.lua"),
             promote: script!("promote.lua"),
             reap: script!("reap.lua", outbox),
@@ -126,6 +134,9 @@ pub struct Finish<'a> {
     /// acknowledgement records the reply in the worker's outbox hash, and
     /// [`Queue::deliver`] pushes it (see [`outbox`]).
     pub reply_to: Option<&'a str>,
+    /// Follow-up task messages to push onto the pending list in the same
+    /// atomic step, if the message is acknowledged (see [`follow_ups`]).
+    pub follow_ups: &'a [String],
 }
 
 /// What [`Queue::acknowledge`] did.
@@ -355,13 +366,15 @@ impl Queue {
                     + f.record.len()
                     + f.dead_letter.map_or(0, str::len)
                     + f.reply_to.map_or(0, str::len)
+                    + f.follow_ups.iter().map(|m| m.len() + 8).sum::<usize>()
                     + 64
             })
             .sum::<usize>();
+        let follow_ups: usize = batch.iter().map(|f| f.follow_ups.len()).sum();
         let mut call = Eval::with_capacity(
             &self.scripts.finish,
-            7 + batch.len(),
-            10 + 7 * batch.len(),
+            8 + batch.len(),
+            11 + 7 * batch.len() + 2 * follow_ups,
             256 + bytes,
         );
         call.arg(&self.keys.workers)
@@ -374,6 +387,7 @@ impl Queue {
         for f in batch {
             call.arg(self.keys.result(f.id));
         }
+        call.arg(&self.keys.pending);
         call.arg(worker_id)
             .arg(self.retention.result_ttl_secs)
             .arg(self.retention.dead_cap)
@@ -385,6 +399,11 @@ impl Queue {
                 .arg(if f.dead_letter.is_some() { f.id } else { "" })
                 .arg(f.dead_letter.unwrap_or(""))
                 .arg(f.reply_to.unwrap_or(""));
+        }
+        for (i, f) in batch.iter().enumerate() {
+            for message in f.follow_ups {
+                call.arg(i + 1).arg(message.as_str());
+            }
         }
         let acked: Vec<i64> = call.invoke(&mut self.conn.clone()).await?;
         Ok(Acknowledged {
