@@ -99,12 +99,13 @@ fn fetch(params: &Params) -> Result<Fetched, TaskError> {
             TaskError::retryable(format_args!("request to {} failed: {e:?}", params.url))
         })?;
         let status = response.status().as_u16();
-        let content_type = response
-            .headers()
+        let headers = response.headers();
+        let content_type = headers
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = response.into_body().contents().await.map_err(|e| {
+        let mut body = response.into_body();
+        let body = body.bytes_contents().await.map_err(|e| {
             TaskError::retryable(format_args!(
                 "reading the body of {} failed: {e:?}",
                 params.url

@@ -40,5 +40,9 @@ impl bindings::Guest for Noop {
     }
 }
 
+// The export glue wit-bindgen generates is `unsafe` by nature (raw ABI).
 #[cfg(target_arch = "wasm32")]
-bindings::export!(Noop with_types_in bindings);
+#[allow(unsafe_code)]
+const _: () = {
+    bindings::export!(Noop with_types_in bindings);
+};
