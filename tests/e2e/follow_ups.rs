@@ -85,13 +85,22 @@ fn a_parent_that_fails_after_enqueue_leaves_no_follow_up() {
                    "params": {"follow_ups": echo_follow_up(), "then": "fail_first"}}),
         ],
     );
-    assert_ok(&run_burst(&redis, &plugins, &["--backoff-base-ms", "10"]));
-    let r = result(&redis, "fatal").unwrap();
+    // A long-running worker: a burst worker does not wait for the retry.
+    let _worker = WorkerProcess::spawn(&redis, &plugins, &["--backoff-base-ms", "10"]);
+    let r = wait_result(&redis, "fatal", Duration::from_secs(60));
     assert_eq!(r["status"], "failed", "{r}");
     assert!(r.get("children").is_none(), "{r}");
     assert!(children_of(&redis, "fatal").is_empty());
     // Retried once: only the successful second attempt's follow-up exists.
-    let r = result(&redis, "retried").unwrap();
+    let r = wait_result(&redis, "retried", Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while children_of(&redis, "retried")
+        .first()
+        .is_none_or(|c| c["status"] != "succeeded")
+    {
+        assert!(Instant::now() < deadline, "the follow-up did not run");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(
         (r["status"].as_str(), r["attempts"].as_u64()),
         (Some("succeeded"), Some(2)),
