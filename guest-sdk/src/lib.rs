@@ -1,7 +1,11 @@
 //! Guest SDK for Sluice plugins.
 //!
 //! A Sluice plugin is a WebAssembly component (WASI 0.2) that exports the
-//! `sluice:plugin/plugin@0.1.0` world (see `wit/plugin.wit` in this crate).
+//! `sluice:plugin/plugin` world. This SDK builds components against
+//! `sluice:plugin@0.2.0` (`wit-0.2/plugin.wit` in this crate), which adds the
+//! host's [`enqueue`] (follow-up tasks) to 0.1.0 (`wit/plugin.wit`); the host
+//! runs components of both versions side by side, and plugin code written for
+//! the 0.1.0 SDK compiles unchanged.
 //! This crate hides the generated bindings: implement [`Plugin`] on a type,
 //! call [`export_plugin!`] once, and build the crate for `wasm32-wasip2`.
 //!
@@ -312,6 +316,49 @@ pub mod log {
     }
 }
 
+/// Starts a follow-up task of type `task_type` with `params` (any
+/// [`serde::Serialize`] value that serializes to a JSON object) **once this
+/// task succeeds**, and returns its id.
+///
+/// The follow-up is pushed onto the queue by the same atomic step that
+/// records this task as succeeded: if this attempt fails, is retried, times
+/// out or the worker dies, it is never pushed (a retry enqueues afresh); if
+/// this task succeeds, it is never lost. The follow-up's message and result
+/// record carry `parent_id` (this task's id), and this task's result record
+/// lists `children`.
+///
+/// # Errors
+/// [`TaskError::Fatal`] with the host's reason when it refuses: `task_type`
+/// is not in the manifest's `may_enqueue`, `params` is not a JSON object,
+/// the task already enqueued `max_enqueue` follow-ups, or the chain is
+/// deeper than `chain_depth`. Natively (unit tests) it returns a fresh
+/// placeholder id `native-N` without enqueuing anything.
+///
+/// ```rust,ignore
+/// let id = sluice_guest::enqueue("parse_log_file", &serde_json::json!({"file": "app.log"}))?;
+/// ```
+pub fn enqueue(task_type: &str, params: &impl serde::Serialize) -> Result<String, TaskError> {
+    let params = serde_json::to_string(params)
+        .map_err(|e| TaskError::fatal(format_args!("follow-up params are not JSON: {e}")))?;
+    #[cfg(target_arch = "wasm32")]
+    {
+        __private::bindings::sluice::plugin::host::enqueue(task_type, &params).map_err(|why| {
+            TaskError::fatal(format_args!("cannot enqueue a {task_type} task: {why}"))
+        })
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        if !params.starts_with('{') {
+            return Err(TaskError::fatal(format_args!(
+                "cannot enqueue a {task_type} task: params must be a JSON object"
+            )));
+        }
+        Ok(format!("native-{}", NEXT.fetch_add(1, Ordering::Relaxed)))
+    }
+}
+
 /// Logs a `format!`-style message at trace level through the host.
 #[macro_export]
 macro_rules! trace {
@@ -355,11 +402,11 @@ macro_rules! error {
 /// Implementation details used by [`export_plugin!`]; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    /// Bindings generated from `wit/plugin.wit`.
+    /// Bindings generated from `wit-0.2/plugin.wit` (`sluice:plugin@0.2.0`).
     #[allow(missing_docs, unsafe_code, clippy::all)]
     pub mod bindings {
         wit_bindgen::generate!({
-            path: "wit",
+            path: "wit-0.2",
             world: "plugin",
             pub_export_macro: true,
             default_bindings_module: "::sluice_guest::__private::bindings",

@@ -144,8 +144,10 @@ pub async fn run(args: &RunArgs) -> Result<ResultRecord, UsageError> {
     }
     let id = format!("local-{}", uuid::Uuid::now_v7());
     let started_at = now_ms();
-    let (outcome, usage) = sandbox
-        .run_metered(
+    // Follow-ups the task enqueues are listed in `children`, never pushed:
+    // a local run touches no queue.
+    let run = sandbox
+        .run_task(
             &plugin,
             &TaskInput {
                 id: &id,
@@ -155,8 +157,10 @@ pub async fn run(args: &RunArgs) -> Result<ResultRecord, UsageError> {
             },
             &CancelToken::default(),
             &TaskLimits::default(),
+            0,
         )
         .await;
+    let (outcome, usage) = (run.outcome, run.usage);
     let finished_at = now_ms();
     let mut record = ResultRecord {
         id,
@@ -174,6 +178,8 @@ pub async fn run(args: &RunArgs) -> Result<ResultRecord, UsageError> {
         worker: "local".into(),
         usage,
         tenant: None,
+        parent_id: None,
+        children: run.follow_ups.into_iter().map(|f| f.id).collect(),
     };
     match outcome {
         Ok(result) => match serde_json::value::RawValue::from_string(result) {

@@ -19,6 +19,13 @@
 //! max_result_bytes = 1048576   # largest result (JSON text); default: the worker's --max-result-bytes
 //! max_log_bytes = 65536        # bytes of `log` messages kept per task
 //! max_log_lines = 1000         # `log` calls kept per task
+//! allowed_outbound_hosts = ["https://api.example.com", "http://127.0.0.1:*"]  # wasi:http; default none
+//! max_outbound_requests = 32   # HTTP requests per task
+//! max_outbound_response_bytes = 10485760  # response body bytes per task
+//! outbound_connect_timeout_ms = 5000      # per connection
+//! may_enqueue = ["parse_log_file"]        # follow-up task types (sluice:plugin@0.2.0 `enqueue`)
+//! max_enqueue = 100            # follow-ups per task
+//! chain_depth = 16             # deepest follow-up of follow-up of … allowed
 //!
 //! [[dir]]
 //! host = "data"                # relative paths are relative to the manifest's folder
@@ -46,6 +53,16 @@ pub const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_LOG_BYTES: u64 = 64 * 1024;
 /// Default host `log` calls kept per task.
 pub const DEFAULT_LOG_LINES: u32 = 1000;
+/// Default outbound HTTP requests per task.
+pub const DEFAULT_OUTBOUND_REQUESTS: u32 = 32;
+/// Default response body bytes per task over all its HTTP requests: 10 MiB.
+pub const DEFAULT_OUTBOUND_RESPONSE_BYTES: u64 = 10 * 1024 * 1024;
+/// Default connect timeout of an outbound HTTP request: 5 s.
+pub const DEFAULT_OUTBOUND_CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// Default follow-up tasks one task may enqueue.
+pub const DEFAULT_MAX_ENQUEUE: u32 = 100;
+/// Default deepest chain of follow-ups (a producer's task is depth 0).
+pub const DEFAULT_CHAIN_DEPTH: u32 = 16;
 
 /// Errors reading a manifest; each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +197,57 @@ pub struct Manifest {
     /// used when running tasks.
     #[serde(default)]
     pub build: Option<BuildSpec>,
+    /// Where the plugin may send HTTP requests (`wasi:http/outgoing-handler`),
+    /// in Spin's format: `"https://api.example.com"`, `"http://127.0.0.1:8080"`,
+    /// `"https://*.example.com"`, `"http://127.0.0.1:*"` (see
+    /// [`crate::sandbox::AllowList`]). Default: none (every request refused).
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
+    /// HTTP requests one task may send (default [`DEFAULT_OUTBOUND_REQUESTS`]).
+    #[serde(default = "default_outbound_requests")]
+    pub max_outbound_requests: u32,
+    /// Response body bytes one task may receive over all its requests
+    /// (default [`DEFAULT_OUTBOUND_RESPONSE_BYTES`]).
+    #[serde(default = "default_outbound_response_bytes")]
+    pub max_outbound_response_bytes: u64,
+    /// Connect timeout of each HTTP request, ms (default
+    /// [`DEFAULT_OUTBOUND_CONNECT_TIMEOUT_MS`]); the task's `timeout_ms`
+    /// bounds the whole exchange.
+    #[serde(default = "default_outbound_connect_timeout_ms")]
+    pub outbound_connect_timeout_ms: u64,
+    /// Task types the plugin may start as follow-ups with the host's
+    /// `enqueue` (`sluice:plugin@0.2.0`). Default: none.
+    #[serde(default)]
+    pub may_enqueue: Vec<String>,
+    /// Follow-up tasks one task may enqueue (default [`DEFAULT_MAX_ENQUEUE`]).
+    #[serde(default = "default_max_enqueue")]
+    pub max_enqueue: u32,
+    /// How deep a chain of follow-ups started by this plugin's tasks may go
+    /// (default [`DEFAULT_CHAIN_DEPTH`]): a producer's task is at depth 0,
+    /// its follow-ups at 1, theirs at 2…; `enqueue` from a task at this
+    /// depth is refused, which ends cycles (a type that enqueues itself).
+    #[serde(default = "default_chain_depth")]
+    pub chain_depth: u32,
+}
+
+fn default_chain_depth() -> u32 {
+    DEFAULT_CHAIN_DEPTH
+}
+
+fn default_outbound_requests() -> u32 {
+    DEFAULT_OUTBOUND_REQUESTS
+}
+
+fn default_outbound_response_bytes() -> u64 {
+    DEFAULT_OUTBOUND_RESPONSE_BYTES
+}
+
+fn default_outbound_connect_timeout_ms() -> u64 {
+    DEFAULT_OUTBOUND_CONNECT_TIMEOUT_MS
+}
+
+fn default_max_enqueue() -> u32 {
+    DEFAULT_MAX_ENQUEUE
 }
 
 fn default_log_bytes() -> u64 {
@@ -223,6 +291,13 @@ impl Default for Manifest {
             max_log_bytes: DEFAULT_LOG_BYTES,
             max_log_lines: DEFAULT_LOG_LINES,
             build: None,
+            allowed_outbound_hosts: Vec::new(),
+            max_outbound_requests: DEFAULT_OUTBOUND_REQUESTS,
+            max_outbound_response_bytes: DEFAULT_OUTBOUND_RESPONSE_BYTES,
+            outbound_connect_timeout_ms: DEFAULT_OUTBOUND_CONNECT_TIMEOUT_MS,
+            may_enqueue: Vec::new(),
+            max_enqueue: DEFAULT_MAX_ENQUEUE,
+            chain_depth: DEFAULT_CHAIN_DEPTH,
         }
     }
 }
@@ -276,6 +351,14 @@ impl Manifest {
             return Err(invalid(format!(
                 "instance_reuse must be between 1 (a fresh instance per task) and {MAX_INSTANCE_REUSE}"
             )));
+        }
+        if let Err(e) = crate::sandbox::AllowList::parse(&manifest.allowed_outbound_hosts) {
+            return Err(invalid(format!("allowed_outbound_hosts: {e}")));
+        }
+        if manifest.outbound_connect_timeout_ms == 0 {
+            return Err(invalid(
+                "outbound_connect_timeout_ms must be greater than 0".into(),
+            ));
         }
         let base = path.parent().unwrap_or(Path::new("."));
         for dir in &mut manifest.dirs {
@@ -411,6 +494,28 @@ mod tests {
             .to_string();
         assert!(
             err.contains("max_result_bytes must be greater than 0"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn outbound_and_enqueue_keys_default_to_nothing_granted() {
+        let path = Path::new("/nonexistent/p.toml");
+        let m = Manifest::parse("", path).unwrap();
+        assert!(m.allowed_outbound_hosts.is_empty() && m.may_enqueue.is_empty());
+        assert_eq!((m.max_outbound_requests, m.max_enqueue), (32, 100));
+        let m = Manifest::parse(
+            "allowed_outbound_hosts = [\"http://127.0.0.1:*\"]\nmax_outbound_requests = 2\nmay_enqueue = [\"x\"]\n",
+            path,
+        )
+        .unwrap();
+        assert_eq!(m.max_outbound_requests, 2);
+        assert_eq!(m.may_enqueue, ["x"]);
+        let err = Manifest::parse("allowed_outbound_hosts = [\"127.0.0.1\"]\n", path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("allowed_outbound_hosts") && err.contains("no scheme"),
             "{err}"
         );
     }

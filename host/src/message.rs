@@ -58,6 +58,11 @@ pub struct Task {
     pub unroutable_since: Option<u64>,
     /// Whether `delay_ms` was given (it is relative, so it is resolved once, on first sight).
     pub has_delay_ms: bool,
+    /// The task that enqueued this one as a follow-up, if any.
+    pub parent_id: Option<String>,
+    /// How many follow-up steps separate it from a producer's task (0 for
+    /// a producer's task, whose message has no `chain_depth`).
+    pub chain_depth: u32,
 }
 
 /// Why a message could not become a task. The raw message is dead-lettered
@@ -168,6 +173,8 @@ struct Wire<'a> {
     delay_ms: Option<u64>,
     run_at: Option<u64>,
     unroutable_since: Option<u64>,
+    parent_id: Option<String>,
+    chain_depth: Option<u32>,
 }
 
 impl Task {
@@ -218,6 +225,8 @@ impl Task {
             not_before_ms,
             unroutable_since: wire.unroutable_since,
             has_delay_ms: wire.delay_ms.is_some() && wire.run_at.is_none(),
+            parent_id: wire.parent_id.filter(|p| !p.is_empty()),
+            chain_depth: wire.chain_depth.unwrap_or(0),
         })
     }
 }

@@ -81,6 +81,14 @@ pub struct ResultRecord {
     /// absent in single-tenant mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// The task that enqueued this one as a follow-up (its message's
+    /// `parent_id`); absent for a producer's task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    /// Ids of the follow-ups this task enqueued (`sluice:plugin@0.2.0`
+    /// `enqueue`), pushed with its success; absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<String>,
 }
 
 /// A message that will not be processed again unless requeued, stored as

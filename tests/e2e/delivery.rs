@@ -135,6 +135,7 @@ fn a_late_acknowledgement_after_the_lease_expired_is_rejected() {
             status: "succeeded",
             dead_letter: None,
             reply_to: None,
+            follow_ups: &[],
         };
         assert!(
             !queue.finish("w1", &finish).await.unwrap(),

@@ -241,6 +241,7 @@ fn a_stopping_worker_hands_its_undelivered_replies_to_the_outbox_for_another() {
                 status: "succeeded",
                 dead_letter: None,
                 reply_to: Some(reply_to),
+                follow_ups: &[],
             })
             .collect();
         let done = queue.acknowledge("stopping", &finishes).await.unwrap();

@@ -1,7 +1,10 @@
 //! `cargo xtask demo`: the main job, end to end. Builds the plugins and the
 //! worker, finds (or starts) a Redis, enqueues a `generate_log_file` then a
-//! `parse_log_file` task in the seed's format, runs `sluice worker --burst`
-//! and prints both result records.
+//! `parse_log_file` task in the seed's format, and the same pipeline as one
+//! push (a `generate_log_file` with `"then_parse": true`, which enqueues its
+//! `parse_log_file` follow-up when it succeeds), runs `sluice worker --burst`
+//! and prints the result records, the chained ones found through the
+//! parent's `children`.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -63,7 +66,12 @@ pub fn run(root: &Path) -> Result<()> {
         "task_type": "parse_log_file",
         "params": {"path": "demo.log"}
     });
-    for task in [&generate, &parse] {
+    let chained = serde_json::json!({
+        "id": format!("demo-chain-{stamp}"),
+        "task_type": "generate_log_file",
+        "params": {"file": "demo-chain.log", "lines": 1000, "seed": 7, "then_parse": true}
+    });
+    for task in [&generate, &parse, &chained] {
         println!("RPUSH task_queue '{task}'");
         let _: i64 = conn.rpush("task_queue", task.to_string())?;
     }
@@ -94,6 +102,25 @@ pub fn run(root: &Path) -> Result<()> {
             .args(["result", id, "--redis-url", &url])
             .status()?;
         anyhow::ensure!(status.success(), "no result for {id}");
+    }
+
+    println!("== the chain, one push: generate_log_file with then_parse, then its children");
+    let mut ids = vec![chained["id"].as_str().expect("id").to_owned()];
+    while let Some(id) = ids.pop() {
+        let output = Command::new(&sluice)
+            .args(["result", &id, "--redis-url", &url])
+            .output()?;
+        anyhow::ensure!(output.status.success(), "no result for {id}");
+        let text = String::from_utf8_lossy(&output.stdout);
+        print!("{text}");
+        let record: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_default();
+        anyhow::ensure!(
+            record["status"] == "succeeded",
+            "the chained task {id} did not succeed"
+        );
+        for child in record["children"].as_array().into_iter().flatten() {
+            ids.extend(child.as_str().map(str::to_owned));
+        }
     }
     Ok(())
 }

@@ -290,6 +290,7 @@ mod tests {
         assert!(out_dir(root, "misbehave").ends_with("test-plugins"));
         assert!(out_dir(root, "burn-cpu").ends_with("test-plugins"));
         assert!(out_dir(root, "parse-log-file").ends_with("plugins"));
+        assert!(Selection::Examples.includes("fetch-url"));
         assert!(!Selection::Examples.includes("noop"));
         assert!(Selection::Examples.includes("summarize-py"));
         assert!(Selection::All.includes("misbehave"));
@@ -305,5 +306,7 @@ mod tests {
             .find(|c| c.folder == "parse-log-file")
             .unwrap();
         assert_eq!(parse.lib_name, "parse_log_file");
+        let fetch = crates.iter().find(|c| c.folder == "fetch-url").unwrap();
+        assert_eq!(fetch.lib_name, "fetch_url");
     }
 }

@@ -111,6 +111,7 @@ fn spec(dir: &std::path::Path, name: &str, plugin: &str) -> TenantSpec {
         fuel_per_task: None,
         memory_bytes: None,
         timeout_ms: None,
+        allowed_outbound_hosts: None,
         reply_to_prefix: format!("{name}:"),
         max_message_bytes: None,
     }

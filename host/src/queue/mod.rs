@@ -22,6 +22,7 @@
 
 mod eval;
 pub mod ordering;
+pub mod follow_ups;
 pub mod outbox;
 
 use std::time::Duration;
@@ -61,6 +62,13 @@ macro_rules! script {
             include_str!(concat!("lua/", $file))
         ))
     };
+    ($file:literal, follow_ups) => {
+        Script::new(concat!(
+            include_str!("lua/common.lua"),
+            include_str!("lua/common_follow_ups.lua"),
+            include_str!(concat!("lua/", $file))
+        ))
+    };
     ($file:literal, outbox) => {
         Script::new(concat!(
             include_str!("lua/common.lua"),
@@ -72,6 +80,14 @@ macro_rules! script {
         Script::new(concat!(
             include_str!("lua/common.lua"),
             include_str!("lua/common_order.lua"),
+            include_str!(concat!("lua/", $file))
+        ))
+    };
+    ($file:literal, order, follow_ups) => {
+        Script::new(concat!(
+            include_str!("lua/common.lua"),
+            include_str!("lua/common_order.lua"),
+            include_str!("lua/common_follow_ups.lua"),
             include_str!(concat!("lua/", $file))
         ))
     };
@@ -103,7 +119,7 @@ impl Scripts {
             register: script!("register.lua"),
             renew: script!("renew.lua"),
             fetch: script!("fetch.lua", order),
-            finish: script!("finish.lua", order),
+            finish: script!("finish.lua", order, follow_ups),
             reschedule: script!("reschedule.lua", order),
             promote: script!("promote.lua"),
             reap: script!("reap.lua", outbox, order),
@@ -151,6 +167,9 @@ pub struct Finish<'a> {
     /// acknowledgement records the reply in the worker's outbox hash, and
     /// [`Queue::deliver`] pushes it (see [`outbox`]).
     pub reply_to: Option<&'a str>,
+    /// Follow-up task messages to push onto the pending list in the same
+    /// atomic step, if the message is acknowledged (see [`follow_ups`]).
+    pub follow_ups: &'a [String],
 }
 
 /// What [`Queue::acknowledge`] did.
@@ -463,13 +482,15 @@ impl Queue {
                     + f.record.len()
                     + f.dead_letter.map_or(0, str::len)
                     + f.reply_to.map_or(0, str::len)
+                    + f.follow_ups.iter().map(|m| m.len() + 8).sum::<usize>()
                     + 64
             })
             .sum::<usize>();
+        let follow_ups: usize = batch.iter().map(|f| f.follow_ups.len()).sum();
         let mut call = Eval::with_capacity(
             &self.scripts.finish,
             9 + batch.len(),
-            12 + 7 * batch.len(),
+            12 + 7 * batch.len() + 2 * follow_ups,
             256 + bytes,
         );
         call.arg(&self.keys.workers)
@@ -494,6 +515,11 @@ impl Queue {
                 .arg(if f.dead_letter.is_some() { f.id } else { "" })
                 .arg(f.dead_letter.unwrap_or(""))
                 .arg(f.reply_to.unwrap_or(""));
+        }
+        for (i, f) in batch.iter().enumerate() {
+            for message in f.follow_ups {
+                call.arg(i + 1).arg(message.as_str());
+            }
         }
         let mut conn = self.conn.clone();
         let acked: Vec<i64> = call.invoke(&mut conn).await?;

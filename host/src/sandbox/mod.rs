@@ -20,7 +20,9 @@
 
 mod bindings;
 mod compile;
+mod follow_ups;
 mod log;
+mod outbound;
 mod output;
 mod plugin;
 mod state;
@@ -38,13 +40,17 @@ use wasmtime::{
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
 pub use compile::{CompileInfo, default_cache_dir};
+pub use follow_ups::{FollowUp, MAX_FOLLOW_UP_BYTES};
+pub use outbound::{AllowList, HostPattern};
 pub use output::{CapturedOutput, DEFAULT_CAPTURE_BYTES};
 pub use plugin::{LoadError, NativeHandler, Plugin, sha256_hex};
 pub use state::CancelToken;
 pub use usage::{Usage, on_cpu, thread_cpu_time};
 
-use bindings::{WitTask, WitTaskError};
+use bindings::WitTaskError;
+use follow_ups::FollowUps;
 use log::LogBudget;
+use outbound::{OutboundBreach, OutboundHooks, OutboundPolicy};
 use state::{Cancelled, DeadlinePassed, MemoryLimitExceeded, TaskState};
 use warm::{Sandboxed, WarmPool};
 
@@ -83,11 +89,22 @@ pub enum TaskFailure {
     /// fuel units). Deterministic: the same input exhausts it again.
     #[error("out of fuel: the task used its {0} units of fuel")]
     FuelExhausted(u64),
+    /// The task failed after an HTTP request of it was refused by the
+    /// allow-list (`allowed_outbound_hosts`). Permanent.
+    #[error("outbound HTTP request refused by allowed_outbound_hosts; the plugin then failed: {0}")]
+    OutboundDenied(String),
+    /// The task failed after reaching its `max_outbound_requests` or
+    /// `max_outbound_response_bytes`. Permanent.
+    #[error(
+        "outbound HTTP limit reached (max_outbound_requests or max_outbound_response_bytes); the plugin then failed: {0}"
+    )]
+    OutboundLimit(String),
 }
 
 impl TaskFailure {
     /// Short, stable name of the case: `retryable`, `fatal`, `trap`,
-    /// `timeout`, `memory`, `interrupted`, `sandbox` or `fuel_exhausted`.
+    /// `timeout`, `memory`, `interrupted`, `sandbox`, `fuel_exhausted`,
+    /// `outbound_denied` or `outbound_limit`.
     pub fn kind(&self) -> &'static str {
         match self {
             TaskFailure::Retryable(_) => "retryable",
@@ -98,15 +115,24 @@ impl TaskFailure {
             TaskFailure::Interrupted => "interrupted",
             TaskFailure::Sandbox(_) => "sandbox",
             TaskFailure::FuelExhausted(_) => "fuel_exhausted",
+            TaskFailure::OutboundDenied(_) => "outbound_denied",
+            TaskFailure::OutboundLimit(_) => "outbound_limit",
         }
     }
 
     /// Whether another attempt may succeed. Only `fatal` is permanent: traps,
     /// timeouts and memory exhaustion can be transient (input-dependent
     /// paths, a slow dependency), so they are retried like `retryable`.
-    /// Fuel exhaustion is deterministic, so it is permanent too.
+    /// Fuel exhaustion is deterministic, so it is permanent too, and so are
+    /// outbound refusals and limits (the manifest would have to change).
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, TaskFailure::Fatal(_) | TaskFailure::FuelExhausted(_))
+        !matches!(
+            self,
+            TaskFailure::Fatal(_)
+                | TaskFailure::FuelExhausted(_)
+                | TaskFailure::OutboundDenied(_)
+                | TaskFailure::OutboundLimit(_)
+        )
     }
 }
 
@@ -139,9 +165,39 @@ pub struct RunTimings {
     pub teardown: Duration,
 }
 
+/// What [`Sandbox::run_task`] reports about one task.
+#[derive(Debug)]
+pub struct TaskRun {
+    /// The plugin's JSON result text, or how the task failed.
+    pub outcome: Result<String, TaskFailure>,
+    /// Where the wall-clock time went.
+    pub timings: RunTimings,
+    /// What the task used.
+    pub usage: Usage,
+    /// The follow-ups the task enqueued, in call order; always empty unless
+    /// `outcome` is `Ok` (a failed attempt's follow-ups are dropped).
+    pub follow_ups: Vec<FollowUp>,
+}
+
+impl TaskRun {
+    fn new(
+        outcome: Result<String, TaskFailure>,
+        timings: RunTimings,
+        usage: Usage,
+        follow_ups: Vec<FollowUp>,
+    ) -> TaskRun {
+        TaskRun {
+            outcome,
+            timings,
+            usage,
+            follow_ups,
+        }
+    }
+}
+
 /// Limits of one task beyond its plugin's manifest: a tenant's ceilings
 /// and fuel. `None` everywhere (the default) means the manifest's limits.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskLimits {
     /// Fuel the task may consume (only when the sandbox meters fuel, see
     /// [`SandboxConfig::consume_fuel`]); running out fails it with
@@ -151,6 +207,9 @@ pub struct TaskLimits {
     pub memory_bytes: Option<u64>,
     /// Ceiling over the manifest's `timeout_ms`, ms.
     pub timeout_ms: Option<u64>,
+    /// Ceiling over the manifest's `allowed_outbound_hosts`: a request must
+    /// be allowed by both (the tenant's `allowed_outbound_hosts`).
+    pub allowed_outbound_hosts: Option<Arc<AllowList>>,
 }
 
 impl TaskLimits {
@@ -228,8 +287,12 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| anyhow::anyhow!("cannot link WASI: {e:#}"))?;
-        bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| anyhow::anyhow!("cannot link the host interface: {e:#}"))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| anyhow::anyhow!("cannot link wasi:http: {e:#}"))?;
+        bindings::v0_1::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("cannot link the host interface 0.1.0: {e:#}"))?;
+        bindings::v0_2::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("cannot link the host interface 0.2.0: {e:#}"))?;
         spawn_epoch_ticker(&engine);
         Ok(Sandbox {
             inner: Arc::new(Inner {
@@ -273,10 +336,10 @@ impl Sandbox {
         task: &TaskInput<'_>,
         cancel: &CancelToken,
     ) -> (Result<String, TaskFailure>, RunTimings) {
-        let (outcome, timings, _) = self
-            .run_limited(plugin, task, cancel, &TaskLimits::default())
+        let run = self
+            .run_limited(plugin, task, cancel, &TaskLimits::default(), 0)
             .await;
-        (outcome, timings)
+        (run.outcome, run.timings)
     }
 
     /// [`Sandbox::run`] under `limits` (a tenant's ceilings and fuel),
@@ -288,8 +351,23 @@ impl Sandbox {
         cancel: &CancelToken,
         limits: &TaskLimits,
     ) -> (Result<String, TaskFailure>, Usage) {
-        let (outcome, _, usage) = self.run_limited(plugin, task, cancel, limits).await;
-        (outcome, usage)
+        let run = self.run_limited(plugin, task, cancel, limits, 0).await;
+        (run.outcome, run.usage)
+    }
+
+    /// [`Sandbox::run_metered`] for a task at follow-up depth `chain_depth`
+    /// (0 for a producer's task), also returning the follow-ups the task
+    /// enqueued — only when it succeeded (see [`TaskRun::follow_ups`]).
+    pub async fn run_task(
+        &self,
+        plugin: &Plugin,
+        task: &TaskInput<'_>,
+        cancel: &CancelToken,
+        limits: &TaskLimits,
+        chain_depth: u32,
+    ) -> TaskRun {
+        self.run_limited(plugin, task, cancel, limits, chain_depth)
+            .await
     }
 
     async fn run_limited(
@@ -298,7 +376,8 @@ impl Sandbox {
         task: &TaskInput<'_>,
         cancel: &CancelToken,
         limits: &TaskLimits,
-    ) -> (Result<String, TaskFailure>, RunTimings, Usage) {
+        chain_depth: u32,
+    ) -> TaskRun {
         let mut timings = RunTimings::default();
         let mut usage = Usage::default();
         let mut cpu = Duration::ZERO;
@@ -309,7 +388,7 @@ impl Sandbox {
                 let outcome = on_cpu(&mut cpu, async { native(task) }).await;
                 timings.call = start.elapsed();
                 usage.cpu_us = cpu.as_micros() as u64;
-                return (outcome, timings, usage);
+                return TaskRun::new(outcome, timings, usage, Vec::new());
             }
         };
         let setup = Instant::now();
@@ -321,23 +400,20 @@ impl Sandbox {
             None => match self.sandboxed(plugin, limits) {
                 Ok(fresh) => fresh,
                 Err(e) => {
-                    return (Err(TaskFailure::Sandbox(format!("{e:#}"))), timings, usage);
+                    let failure = Err(TaskFailure::Sandbox(format!("{e:#}")));
+                    return TaskRun::new(failure, timings, usage, Vec::new());
                 }
             },
         };
         sandboxed.arm(timeout, cancel);
+        sandboxed.store.data_mut().outbound.reset(task.id);
+        sandboxed.store.data_mut().follow_ups.reset(chain_depth);
         let fuel = self.inner.config.consume_fuel.then(|| {
             let fuel = limits.fuel.unwrap_or(UNLIMITED_FUEL);
             // Cannot fail: the engine meters fuel.
             let _ = sandboxed.store.set_fuel(fuel);
             fuel
         });
-        let wit_task = WitTask {
-            id: task.id,
-            task_type: task.task_type,
-            params: task.params,
-            attempt: task.attempt,
-        };
         timings.setup = setup.elapsed();
         let Sandboxed {
             store, instance, ..
@@ -351,7 +427,7 @@ impl Sandbox {
                     .record(timings.instantiate.as_secs_f64());
             }
             let instance = instance.as_ref().expect("instantiated above");
-            let outcome = on_cpu(&mut cpu, instance.call_handle(&mut *store, wit_task)).await;
+            let outcome = on_cpu(&mut cpu, instance.call_handle(&mut *store, task)).await;
             timings.call = start.elapsed() - timings.instantiate;
             outcome
         };
@@ -370,10 +446,30 @@ impl Sandbox {
             }
             (outcome, _) => outcome,
         };
+        // A plugin that failed after the host cut its HTTP short fails with
+        // the host's reason, a permanent one.
+        let outcome = match (outcome, store.data().outbound.breach()) {
+            (
+                Err(TaskFailure::Retryable(m) | TaskFailure::Fatal(m) | TaskFailure::Trap(m)),
+                Some(breach),
+            ) => Err(match breach {
+                OutboundBreach::Denied => TaskFailure::OutboundDenied(m),
+                OutboundBreach::Limited => TaskFailure::OutboundLimit(m),
+            }),
+            (outcome, _) => outcome,
+        };
+        let meter = &store.data().outbound.meter;
+        usage.outbound_requests = meter.requests.load(std::sync::atomic::Ordering::Relaxed);
+        usage.outbound_bytes = meter.bytes.load(std::sync::atomic::Ordering::Relaxed);
         usage.cpu_us = cpu.as_micros() as u64;
         usage.instantiate_us = timings.instantiate.as_micros() as u64;
         usage.peak_memory_bytes = store.data().memory_peak as u64;
         usage.fuel = fuel.map(|given| given.saturating_sub(store.get_fuel().unwrap_or(0)));
+        // Only a success hands its follow-ups on; a failure's die with it.
+        let follow_ups = match &outcome {
+            Ok(_) => std::mem::take(&mut store.data_mut().follow_ups.accepted),
+            Err(_) => Vec::new(),
+        };
         log_output("stdout", &sandboxed.stdout);
         log_output("stderr", &sandboxed.stderr);
         report_dropped_logs(task.id, &mut sandboxed.store.data_mut().log);
@@ -389,7 +485,7 @@ impl Sandbox {
         let teardown = Instant::now();
         drop(leftover);
         timings.teardown = teardown.elapsed();
-        (outcome, timings, usage)
+        TaskRun::new(outcome, timings, usage, follow_ups)
     }
 
     /// A fresh store for `plugin` (not yet armed, not yet instantiated):
@@ -432,6 +528,23 @@ impl Sandbox {
             deadline: Instant::now(),
             cancel: CancelToken::default(),
             log: LogBudget::new(manifest.max_log_bytes, manifest.max_log_lines),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            follow_ups: FollowUps {
+                allowed: manifest.may_enqueue.clone(),
+                max: manifest.max_enqueue,
+                max_depth: manifest.chain_depth,
+                ..FollowUps::default()
+            },
+            outbound: OutboundHooks {
+                policy: OutboundPolicy {
+                    allowed: plugin.allow_list(),
+                    ceiling: limits.allowed_outbound_hosts.clone(),
+                    max_requests: manifest.max_outbound_requests,
+                    max_response_bytes: manifest.max_outbound_response_bytes,
+                    connect_timeout: Duration::from_millis(manifest.outbound_connect_timeout_ms),
+                },
+                ..OutboundHooks::default()
+            },
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| s);

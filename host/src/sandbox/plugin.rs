@@ -9,7 +9,6 @@ use sha2::{Digest, Sha256};
 
 use super::Sandbox;
 use super::bindings::PluginPre;
-use super::state::TaskState;
 use super::warm::WarmPool;
 use crate::manifest::{Manifest, ManifestError};
 
@@ -67,6 +66,8 @@ struct Inner {
     size: u64,
     compiled: CompileInfo,
     manifest: Manifest,
+    /// The manifest's `allowed_outbound_hosts`, parsed once.
+    allow_list: Arc<super::AllowList>,
     task_types: Vec<String>,
     code: Code,
     /// Instances parked for reuse (only with `instance_reuse` > 1).
@@ -76,7 +77,7 @@ struct Inner {
 /// What runs a plugin's tasks.
 enum Code {
     /// A WebAssembly component, pre-instantiated against the host's linker.
-    Component(PluginPre<TaskState>),
+    Component(PluginPre),
     /// Native Rust compiled into the host: no sandbox. For benchmarks (the
     /// cost of sandboxing as a ratio) and for embedding trusted handlers.
     Native(NativeHandler),
@@ -141,7 +142,8 @@ impl Plugin {
             .linker
             .instantiate_pre(&component)
             .map_err(mismatch)?;
-        let pre = PluginPre::new(instance_pre).map_err(mismatch)?;
+        let version = super::bindings::Version::of(sandbox.engine(), &component);
+        let pre = PluginPre::new(version, instance_pre).map_err(mismatch)?;
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -153,6 +155,10 @@ impl Plugin {
                 sha256,
                 size,
                 compiled,
+                // Checked when the manifest was read; denying all is the fallback.
+                allow_list: Arc::new(
+                    super::AllowList::parse(&manifest.allowed_outbound_hosts).unwrap_or_default(),
+                ),
                 manifest,
                 task_types: Vec::new(),
                 code: Code::Component(pre),
@@ -208,6 +214,11 @@ impl Plugin {
         &self.inner.manifest
     }
 
+    /// The manifest's `allowed_outbound_hosts`, parsed.
+    pub(super) fn allow_list(&self) -> Arc<super::AllowList> {
+        self.inner.allow_list.clone()
+    }
+
     /// The task types it claims, as returned by its `task-types` export.
     pub fn task_types(&self) -> &[String] {
         &self.inner.task_types
@@ -227,6 +238,7 @@ impl Plugin {
                     cached: false,
                 },
                 manifest: Manifest::default(),
+                allow_list: Arc::default(),
                 task_types: task_types.iter().map(|t| (*t).to_owned()).collect(),
                 code: Code::Native(handler),
                 warm: WarmPool::default(),
@@ -240,7 +252,7 @@ impl Plugin {
     }
 
     /// The component's `InstancePre`, or the native handler.
-    pub(super) fn code(&self) -> Result<&PluginPre<TaskState>, &NativeHandler> {
+    pub(super) fn code(&self) -> Result<&PluginPre, &NativeHandler> {
         match &self.inner.code {
             Code::Component(pre) => Ok(pre),
             Code::Native(handler) => Err(handler),

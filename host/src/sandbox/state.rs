@@ -8,9 +8,12 @@ use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::bindings::{self, Level};
+use super::bindings::{v0_1, v0_2};
+use super::follow_ups::FollowUps;
 use super::log::LogBudget;
+use super::outbound::OutboundHooks;
 
 /// Table elements one instance may grow to (Python components need tens of thousands).
 const MAX_TABLE_ELEMENTS: usize = 1_000_000;
@@ -66,6 +69,12 @@ pub(crate) struct TaskState {
     pub(crate) cancel: CancelToken,
     /// What is left of the task's `log` budget (manifest `max_log_bytes`, `max_log_lines`).
     pub(crate) log: LogBudget,
+    /// wasi:http's per-store context (header size limits).
+    pub(crate) http: WasiHttpCtx,
+    /// The allow-list check, caps and meter of the task's HTTP requests.
+    pub(crate) outbound: OutboundHooks,
+    /// What the task may enqueue (0.2.0 `enqueue`), and what it did.
+    pub(crate) follow_ups: FollowUps,
 }
 
 impl TaskState {
@@ -92,6 +101,16 @@ impl WasiView for TaskState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for TaskState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
         }
     }
 }
@@ -126,22 +145,64 @@ impl ResourceLimiter for TaskState {
     }
 }
 
-impl bindings::sluice::plugin::host::Host for TaskState {
-    fn log(&mut self, level: Level, message: String) {
-        // Bounded per task; the sandbox reports what was dropped.
-        let Some(message) = self.log.admit(&message) else {
+impl TaskState {
+    /// The `log` host function of both contract versions: bounded per task
+    /// (the sandbox reports what was dropped).
+    fn log_line(&mut self, level: tracing::Level, message: &str) {
+        let Some(message) = self.log.admit(message) else {
             return;
         };
         // The worker runs each task inside a span carrying the task id, task
         // type and plugin, so these lines are tagged without repeating them.
         match level {
-            Level::Trace => tracing::trace!(target: "sluice::plugin", "{message}"),
-            Level::Debug => tracing::debug!(target: "sluice::plugin", "{message}"),
-            Level::Info => tracing::info!(target: "sluice::plugin", "{message}"),
-            Level::Warn => tracing::warn!(target: "sluice::plugin", "{message}"),
-            Level::Error => tracing::error!(target: "sluice::plugin", "{message}"),
+            tracing::Level::TRACE => tracing::trace!(target: "sluice::plugin", "{message}"),
+            tracing::Level::DEBUG => tracing::debug!(target: "sluice::plugin", "{message}"),
+            tracing::Level::INFO => tracing::info!(target: "sluice::plugin", "{message}"),
+            tracing::Level::WARN => tracing::warn!(target: "sluice::plugin", "{message}"),
+            tracing::Level::ERROR => tracing::error!(target: "sluice::plugin", "{message}"),
         }
     }
 }
 
-impl bindings::sluice::plugin::types::Host for TaskState {}
+impl v0_1::sluice::plugin::host::Host for TaskState {
+    fn log(&mut self, level: v0_1::sluice::plugin::host::Level, message: String) {
+        use v0_1::sluice::plugin::host::Level;
+        let level = match level {
+            Level::Trace => tracing::Level::TRACE,
+            Level::Debug => tracing::Level::DEBUG,
+            Level::Info => tracing::Level::INFO,
+            Level::Warn => tracing::Level::WARN,
+            Level::Error => tracing::Level::ERROR,
+        };
+        self.log_line(level, &message);
+    }
+}
+
+impl v0_1::sluice::plugin::types::Host for TaskState {}
+
+impl v0_2::sluice::plugin::host::Host for TaskState {
+    fn log(&mut self, level: v0_2::sluice::plugin::host::Level, message: String) {
+        use v0_2::sluice::plugin::host::Level;
+        let level = match level {
+            Level::Trace => tracing::Level::TRACE,
+            Level::Debug => tracing::Level::DEBUG,
+            Level::Info => tracing::Level::INFO,
+            Level::Warn => tracing::Level::WARN,
+            Level::Error => tracing::Level::ERROR,
+        };
+        self.log_line(level, &message);
+    }
+
+    fn enqueue(&mut self, task_type: String, params: String) -> Result<String, String> {
+        let outcome = self.follow_ups.enqueue(task_type.clone(), params);
+        match &outcome {
+            Ok(id) => {
+                tracing::debug!(follow_up = %id, follow_up_type = %task_type, "follow-up enqueued (pushed when this task succeeds)")
+            }
+            Err(why) => tracing::warn!(follow_up_type = %task_type, "enqueue refused: {why}"),
+        }
+        outcome
+    }
+}
+
+impl v0_2::sluice::plugin::types::Host for TaskState {}

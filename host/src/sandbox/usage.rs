@@ -16,7 +16,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// Resources one task used, as stored in its result record:
-/// `{"cpu_us": 812, "peak_memory_bytes": 1179648, "fuel": null, "instantiate_us": 9}`.
+/// `{"cpu_us": 812, "peak_memory_bytes": 1179648, "fuel": null, "instantiate_us": 9,
+/// "outbound_requests": 0, "outbound_bytes": 0}`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     /// CPU time the guest call used, µs, summed over every poll of the call
@@ -31,6 +32,13 @@ pub struct Usage {
     /// Wall-clock time spent instantiating the component, µs (0 when a
     /// parked instance was reused, or for a native plugin).
     pub instantiate_us: u64,
+    /// HTTP requests the task sent (`wasi:http`), refused ones included;
+    /// 0 in a record written before the field existed.
+    #[serde(default)]
+    pub outbound_requests: u64,
+    /// Response body bytes the task received over all its HTTP requests.
+    #[serde(default)]
+    pub outbound_bytes: u64,
 }
 
 /// The calling thread's CPU time so far.

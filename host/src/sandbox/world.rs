@@ -7,12 +7,15 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
-/// Interface prefixes the host links: WASI 0.2 (network denied at run time)
-/// and the Sluice host interface.
+/// Interface prefixes the host links: WASI 0.2 (sockets denied at run
+/// time), `wasi:http`'s client side (gated by `allowed_outbound_hosts`) and
+/// the Sluice host interface.
 pub const PROVIDED_IMPORTS: &[&str] = &[
     "wasi:cli/",
     "wasi:clocks/",
     "wasi:filesystem/",
+    "wasi:http/outgoing-handler",
+    "wasi:http/types",
     "wasi:io/",
     "wasi:random/",
     "wasi:sockets/",
@@ -31,7 +34,7 @@ pub fn mismatches(engine: &Engine, component: &Component) -> Vec<String> {
     for (name, _) in ty.imports(engine) {
         if !PROVIDED_IMPORTS.iter().any(|p| name.starts_with(p)) {
             problems.push(format!(
-                "imports {name}, which the host does not provide (it provides WASI 0.2 cli, clocks, filesystem, io, random, sockets and sluice:plugin/host)"
+                "imports {name}, which the host does not provide (it provides WASI 0.2 cli, clocks, filesystem, io, random, sockets, http/outgoing-handler, http/types and sluice:plugin/host)"
             ));
         }
     }
@@ -57,7 +60,7 @@ mod tests {
         let component = Component::new(
             &engine,
             r#"(component
-                (import "wasi:http/outgoing-handler@0.2.0" (instance))
+                (import "wasi:http/incoming-handler@0.2.0" (instance))
                 (import "wasi:cli/environment@0.2.0" (instance))
             )"#,
         )
@@ -65,7 +68,7 @@ mod tests {
         let problems = mismatches(&engine, &component);
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems[0].starts_with(
-            "imports wasi:http/outgoing-handler@0.2.0, which the host does not provide"
+            "imports wasi:http/incoming-handler@0.2.0, which the host does not provide"
         ));
         assert!(problems[1].contains("does not export the function task-types"));
         assert!(problems[2].contains("does not export the function handle"));

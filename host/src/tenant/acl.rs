@@ -84,6 +84,7 @@ mod tests {
             fuel_per_task: None,
             memory_bytes: None,
             timeout_ms: None,
+            allowed_outbound_hosts: None,
             reply_to_prefix: "acme:*".into(),
             max_message_bytes: None,
         };

@@ -200,6 +200,10 @@ pub struct TenantSpec {
     pub memory_bytes: Option<u64>,
     /// Ceiling over its manifests' `timeout_ms`.
     pub timeout_ms: Option<u64>,
+    /// Ceiling over its manifests' `allowed_outbound_hosts` (`None`: the
+    /// manifests decide): a plugin's request goes out only when both its
+    /// manifest and this list allow it.
+    pub allowed_outbound_hosts: Option<Vec<String>>,
     /// What `reply_to` must start with (default `"<name>:"`).
     pub reply_to_prefix: String,
     /// Longest message taken from its queue, bytes (default: the worker's
@@ -238,6 +242,7 @@ struct RawTenant {
     fuel_per_task: Option<Spanned<u64>>,
     memory_bytes: Option<Spanned<u64>>,
     timeout_ms: Option<Spanned<u64>>,
+    allowed_outbound_hosts: Option<Spanned<Vec<String>>>,
     reply_to_prefix: Option<Spanned<String>>,
     max_message_bytes: Option<Spanned<u64>>,
 }
@@ -386,6 +391,11 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
                 return Err(err(Some(v.span()), &key(k), "must be at least 1".into()));
             }
         }
+        if let Some(hosts) = &t.allowed_outbound_hosts
+            && let Err(e) = crate::sandbox::AllowList::parse(hosts.get_ref())
+        {
+            return Err(err(Some(hosts.span()), &key("allowed_outbound_hosts"), e));
+        }
         let reply_to_prefix = t
             .reply_to_prefix
             .map_or_else(|| format!("{name}:"), Spanned::into_inner);
@@ -402,6 +412,7 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
             fuel_per_task: t.fuel_per_task.map(Spanned::into_inner),
             memory_bytes: t.memory_bytes.map(Spanned::into_inner),
             timeout_ms: t.timeout_ms.map(Spanned::into_inner),
+            allowed_outbound_hosts: t.allowed_outbound_hosts.map(Spanned::into_inner),
             reply_to_prefix,
             max_message_bytes: t.max_message_bytes.map(Spanned::into_inner),
         });

@@ -56,6 +56,10 @@ impl TenantContext {
                 fuel: spec.fuel_per_task,
                 memory_bytes: spec.memory_bytes,
                 timeout_ms: spec.timeout_ms,
+                allowed_outbound_hosts: spec.allowed_outbound_hosts.as_ref().map(|hosts| {
+                    // Checked when the file was read; denying all is the fallback.
+                    Arc::new(crate::sandbox::AllowList::parse(hosts).unwrap_or_default())
+                }),
             },
             reply_to_prefix: spec.reply_to_prefix.clone(),
             quota: Arc::new(quota::Quota::new(

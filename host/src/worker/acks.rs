@@ -44,6 +44,8 @@ pub struct AckRequest {
     pub dead_letter: Option<String>,
     /// Where to push the record once acknowledged.
     pub reply_to: Option<String>,
+    /// Follow-up task messages pushed by the acknowledgement itself.
+    pub follow_ups: Vec<String>,
 }
 
 /// How a [`run`] delivers replies.
@@ -146,6 +148,7 @@ async fn acknowledge(queue: &Queue, worker_id: &str, group: Vec<Pending>, delive
             status: r.status,
             dead_letter: r.dead_letter.as_deref(),
             reply_to: r.reply_to.as_deref(),
+            follow_ups: &r.follow_ups,
         })
         .collect();
     match queue.acknowledge(worker_id, &finishes).await {

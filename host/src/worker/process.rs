@@ -110,11 +110,12 @@ async fn run(
     let limits = shared
         .tenant
         .as_ref()
-        .map_or_else(TaskLimits::default, |t| t.limits);
-    let (outcome, usage) = shared
+        .map_or_else(TaskLimits::default, |t| t.limits.clone());
+    let run = shared
         .sandbox
-        .run_metered(plugin, &input, &lease.cancel, &limits)
+        .run_task(plugin, &input, &lease.cancel, &limits, task.chain_depth)
         .await;
+    let (outcome, usage, follow_ups) = (run.outcome, run.usage, run.follow_ups);
     // The handler's end, taken before its slot is freed: with
     // `--concurrency 1` a record's `finished_at` never passes the next
     // task's `started_at`.
@@ -158,15 +159,24 @@ async fn run(
         worker: lease.worker_id.to_string(),
         usage,
         tenant: shared.tenant.as_ref().map(|t| t.name.clone()),
+        parent_id: task.parent_id.clone(),
+        children: Vec::new(),
     };
     match outcome {
         Ok(Err(error)) => fail_with(shared, lease, raw, task, record, error).await,
         Ok(Ok(result)) => {
             record.result = Some(result);
-            tracing::info!(attempt, duration_ms = record.duration_ms, "task succeeded");
+            record.children = follow_ups.iter().map(|f| f.id.clone()).collect();
+            tracing::info!(
+                attempt,
+                duration_ms = record.duration_ms,
+                follow_ups = follow_ups.len(),
+                "task succeeded"
+            );
             ::metrics::counter!("sluice_tasks_succeeded_total", &labels).increment(1);
             let json = serde_json::to_string(&record).expect("record serializes");
-            finish(shared, lease, raw, task, json, None).await
+            let follow_ups = crate::queue::follow_ups::messages(task, &follow_ups);
+            finish(shared, lease, raw, task, json, None, follow_ups).await
         }
         Err(TaskFailure::Interrupted) => {
             tracing::warn!(
@@ -361,6 +371,8 @@ async fn bad_message(
         not_before_ms: None,
         unroutable_since: None,
         has_delay_ms: false,
+        parent_id: None,
+        chain_depth: 0,
     };
     let error = ErrorInfo {
         kind: bad.kind().into(),
@@ -398,6 +410,8 @@ async fn fail(
         worker: lease.worker_id.to_string(),
         usage: Usage::default(),
         tenant: shared.tenant.as_ref().map(|t| t.name.clone()),
+        parent_id: task.parent_id.clone(),
+        children: Vec::new(),
     };
     fail_with(shared, lease, raw, task, record, error).await
 }
@@ -440,7 +454,7 @@ async fn fail_with(
     record.error = Some(error);
     let json = serde_json::to_string(&record).expect("record serializes");
     let letter = serde_json::to_string(&letter).expect("dead letter serializes");
-    let outcome = finish(shared, lease, raw, task, json, Some(letter)).await;
+    let outcome = finish(shared, lease, raw, task, json, Some(letter), Vec::new()).await;
     if outcome == Outcome::Succeeded {
         Outcome::Failed
     } else {
@@ -458,9 +472,10 @@ fn message_bytes(raw: &[u8]) -> Option<u64> {
 }
 
 /// Acknowledges (batched with other tasks finishing now) with its result
-/// `record`, as failed and dead-lettered when a `dead_letter` is given, then
-/// the record is pushed onto `reply_to`. Returns `Succeeded` when
-/// acknowledged, `Abandoned` when fenced off.
+/// `record`, as failed and dead-lettered when a `dead_letter` is given, and
+/// pushes `follow_ups` (messages) in the same atomic step; then the record
+/// is pushed onto `reply_to`. Returns `Succeeded` when acknowledged,
+/// `Abandoned` when fenced off.
 async fn finish(
     shared: &Shared,
     lease: &Lease,
@@ -468,6 +483,7 @@ async fn finish(
     task: &Task,
     record: String,
     dead_letter: Option<String>,
+    follow_ups: Vec<String>,
 ) -> Outcome {
     let request = Arc::new(AckRequest {
         worker_id: lease.worker_id.clone(),
@@ -481,6 +497,7 @@ async fn finish(
         },
         dead_letter,
         reply_to: task.reply_to.clone(),
+        follow_ups,
     });
     let acked = with_redis_retry(lease, || shared.acker.ack(request.clone())).await;
     if !acked {

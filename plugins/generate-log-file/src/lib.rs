@@ -1,7 +1,7 @@
 //! Sluice plugin `generate-log-file`: task type `generate_log_file`.
 //!
-//! Params: `{"file": "app.log", "lines": 1000, "seed": 42}` (`lines` defaults
-//! to 100, `seed` to 0). Writes `lines` realistic log lines such as
+//! Params: `{"file": "app.log", "lines": 1000, "seed": 42, "then_parse": true}`
+//! (`lines` defaults to 100, `seed` to 0, `then_parse` to false). Writes `lines` realistic log lines such as
 //!
 //! ```text
 //! 2026-11-24T03:47:12.345Z ERROR [db] connection refused: pool exhausted (host=db-3)
@@ -12,7 +12,12 @@
 //! a splitmix64 generator drives everything and the timestamps start from a
 //! fixed base time, never the wall clock.
 //!
-//! Result: `{"path": "app.log", "lines": N, "bytes": B, "levels": {"INFO": n, ...}}`.
+//! Result: `{"path": "app.log", "lines": N, "bytes": B, "levels": {"INFO": n, ...}}`,
+//! plus `"parse_task": "<id>"` with `then_parse`: the plugin then enqueues a
+//! `parse_log_file` task (`{"path": "app.log"}`) for the file it wrote, through
+//! the host's `enqueue` (`sluice:plugin@0.2.0`; the manifest's `may_enqueue`
+//! grants it). The follow-up is pushed only once this task succeeds: the
+//! seed's pipeline as one push.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -328,6 +333,9 @@ struct Params {
     lines: u64,
     #[serde(default)]
     seed: u64,
+    /// Enqueue a `parse_log_file` task for the file once this one succeeds.
+    #[serde(default)]
+    then_parse: bool,
 }
 
 fn default_lines() -> u64 {
@@ -385,12 +393,17 @@ impl Plugin for GenerateLogFile {
         let full = resolve_data_path(&params.file)?;
         let stats = write_file(&full, params.lines, params.seed)
             .map_err(|e| TaskError::fatal(format_args!("cannot write {full}: {e}")))?;
-        Ok(json!({
+        let mut result = json!({
             "path": params.file,
             "lines": stats.lines,
             "bytes": stats.bytes,
             "levels": stats.levels_json(),
-        }))
+        });
+        if params.then_parse {
+            let id = sluice_guest::enqueue("parse_log_file", &json!({ "path": params.file }))?;
+            result["parse_task"] = Value::String(id);
+        }
+        Ok(result)
     }
 }
 

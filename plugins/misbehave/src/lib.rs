@@ -21,6 +21,7 @@
 //! | `huge_result`   | `{"bytes": n}`             | returns a JSON string of n bytes                          |
 //! | `connect`       | `{"addr": "127.0.0.1:80"}` | opens a TCP connection: `{"connected": true}` or `fatal(<io error>)` |
 //! | `exit`          | `{"code": 3}`              | calls `std::process::exit(code)`                          |
+//! | `enqueue`       | `{"follow_ups": [{"task_type": "echo", "params": {}}], "then": "succeed", "sleep_ms": 0, "again": false}` | enqueues each follow-up (the attempt number is added to its params as `from_attempt`), sleeps `sleep_ms`, then `then`: `succeed` → `{"ids": [...]}`, `fail_fatal`, `fail_retryable`, `fail_first` (retryable on attempt 1, else succeed); `again: true` also enqueues another `enqueue` with the same params (a chain that ends at the host's `chain_depth`) |
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +32,7 @@ use serde_json::json;
 use sluice_guest::{Plugin, Task, TaskError};
 
 /// Every task type this plugin handles.
-pub const TASK_TYPES: [&str; 19] = [
+pub const TASK_TYPES: [&str; 20] = [
     "echo",
     "fail_retryable",
     "fail_fatal",
@@ -51,6 +52,7 @@ pub const TASK_TYPES: [&str; 19] = [
     "huge_result",
     "connect",
     "exit",
+    "enqueue",
 ];
 
 /// The version this build reports (`version` task); hot-reload tests build a
@@ -99,6 +101,29 @@ struct AddrParams {
 }
 
 #[derive(Deserialize)]
+struct FollowUp {
+    task_type: String,
+    #[serde(default)]
+    params: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct EnqueueParams {
+    #[serde(default)]
+    follow_ups: Vec<FollowUp>,
+    #[serde(default = "succeed")]
+    then: String,
+    #[serde(default)]
+    sleep_ms: u64,
+    #[serde(default)]
+    again: bool,
+}
+
+fn succeed() -> String {
+    "succeed".into()
+}
+
+#[derive(Deserialize)]
 struct CodeParams {
     code: i32,
 }
@@ -115,6 +140,31 @@ impl Plugin for Misbehave {
                 println!("misbehave echo stdout: {}", task.params);
                 eprintln!("misbehave echo stderr: {}", task.params);
                 task.params()
+            }
+            "enqueue" => {
+                let p: EnqueueParams = task.params()?;
+                let mut ids = Vec::new();
+                for f in p.follow_ups {
+                    let mut params = f.params;
+                    params.insert("from_attempt".into(), task.attempt.into());
+                    ids.push(sluice_guest::enqueue(&f.task_type, &params)?);
+                }
+                if p.again {
+                    let params: serde_json::Value =
+                        serde_json::from_str(&task.params).map_err(TaskError::fatal)?;
+                    ids.push(sluice_guest::enqueue("enqueue", &params)?);
+                }
+                if p.sleep_ms > 0 {
+                    std::thread::sleep(Duration::from_millis(p.sleep_ms));
+                }
+                match p.then.as_str() {
+                    "fail_fatal" => Err(TaskError::fatal("failed after enqueue")),
+                    "fail_retryable" => Err(TaskError::retryable("failed after enqueue")),
+                    "fail_first" if task.attempt == 1 => {
+                        Err(TaskError::retryable("first attempt fails after enqueue"))
+                    }
+                    _ => Ok(json!({ "ids": ids, "attempt": task.attempt })),
+                }
             }
             "fail_retryable" => Err(TaskError::retryable("upstream busy")),
             "fail_fatal" => Err(TaskError::fatal("bad input")),

@@ -9,20 +9,23 @@
 -- no longer in its list is skipped.
 -- KEYS[1] workers, KEYS[2] inflight, KEYS[3] stats, KEYS[4] dead,
 -- KEYS[5] dead index, KEYS[6] crashes, KEYS[7] outbox hash of this worker,
--- KEYS[7+i] result key of message i, then the pending list and the order
--- prefix ('{Q}:order:'): a message that holds its ordering_key releases it
--- (see common_order.lua), in the same step as its acknowledgement.
+-- KEYS[7+i] result key of message i, then the pending list (for follow-ups,
+-- and for an ordering_key's next task) and the order prefix ('{Q}:order:'):
+-- a message that holds its ordering_key releases it (see common_order.lua),
+-- in the same step as its acknowledgement.
 -- ARGV[1] worker id, ARGV[2] result TTL s, ARGV[3] dead-letter cap,
 -- ARGV[4] token prefix unique to this call, then per message i six values
 -- from ARGV[5+6(i-1)]: message, result record, status counter
 -- ('succeeded'/'failed'), dead-letter id ('' for none), dead letter,
--- reply_to ('' for none).
+-- reply_to ('' for none); then pairs (i, follow-up message) pushed onto
+-- the pending list when message i is acknowledged (common_follow_ups.lua).
 -- A reply is the hash field '<token prefix><i>:<reply_to>' with the record
 -- as its value: the record string is stored as it came (no concatenation,
 -- which would make Lua hash a copy of it byte by byte).
 -- Returns one 1 (acknowledged) or 0 (fenced off) per message.
 local n = #KEYS - 9
 local pending, order = KEYS[#KEYS - 1], KEYS[#KEYS]
+local follow = follow_ups_from(5 + 6 * n)
 local out = {}
 if not holds_lease(KEYS[1], ARGV[1]) then
   for i = 1, n do out[i] = 0 end
@@ -51,6 +54,7 @@ for i = 1, n do
       redis.call('ZADD', KEYS[5], now_ms(), ARGV[a + 3])
       dead = dead + 1
     end
+    push_follow_ups(pending, follow[i])
     if ARGV[a + 5] ~= '' then
       replies[#replies + 1] = token .. i .. ':' .. ARGV[a + 5]
       replies[#replies + 1] = ARGV[a + 1]
