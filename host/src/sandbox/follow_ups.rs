@@ -50,7 +50,7 @@ impl FollowUps {
 
     /// The guest's `enqueue(task_type, params)`: the new id, or why not.
     pub(crate) fn enqueue(&mut self, task_type: String, params: String) -> Result<String, String> {
-        if !self.allowed.iter().any(|t| *t == task_type) {
+        if !self.allowed.contains(&task_type) {
             return Err(format!(
                 "task type {task_type:?} is not in this plugin's may_enqueue {:?}",
                 self.allowed
