@@ -21,8 +21,8 @@
 //! at a time by the same scripts (see [`ordering`]).
 
 mod eval;
-pub mod ordering;
 pub mod follow_ups;
+pub mod ordering;
 pub mod outbox;
 
 use std::time::Duration;
