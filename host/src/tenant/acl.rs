@@ -12,6 +12,7 @@
 //! access, `%R~` read-only, `~` both.
 
 use super::TenantSpec;
+use crate::worker::acl::glob_escape;
 
 /// Commands a producer needs: push tasks; read results; read, pop and trim
 /// reply lists; check a key's existence or TTL; and connection basics.
@@ -53,18 +54,6 @@ pub fn setuser_line(spec: &TenantSpec, password: Option<&str>) -> String {
         commands = commands.join(" "),
         prefix = glob_escape(&spec.reply_to_prefix),
     )
-}
-
-/// Escapes Redis glob characters so a prefix matches only itself.
-fn glob_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]

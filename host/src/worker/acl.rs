@@ -110,7 +110,7 @@ pub fn reply_selector(prefix: &str) -> String {
 }
 
 /// Escapes Redis glob characters so that text matches only itself.
-fn glob_escape(text: &str) -> String {
+pub(crate) fn glob_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {
