@@ -91,7 +91,7 @@ mod tests {
         let json = serde_json::to_string(&Usage::default()).expect("serializes");
         assert_eq!(
             json,
-            r#"{"cpu_us":0,"peak_memory_bytes":0,"fuel":null,"instantiate_us":0}"#
+            r#"{"cpu_us":0,"peak_memory_bytes":0,"fuel":null,"instantiate_us":0,"outbound_requests":0,"outbound_bytes":0}"#
         );
     }
 }
