@@ -139,6 +139,27 @@ impl RedisCluster {
             String::from_utf8_lossy(&out.stderr)
         );
         cluster.wait_healthy(masters);
+        // `--cluster create` returns before every replica has attached (a
+        // node still shows as a slot-less master for a moment): a test that
+        // kills a master before its replica syncs would lose its slots.
+        let want = masters * replicas;
+        wait_for(Duration::from_secs(60), "every replica attached", || {
+            cluster.nodes.iter().all(|n| {
+                let Some(mut c) = n.try_conn() else {
+                    return false;
+                };
+                let nodes: String = redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query(&mut c)
+                    .unwrap_or_default();
+                let repl: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query(&mut c)
+                    .unwrap_or_default();
+                nodes.lines().filter(|l| l.contains("slave")).count() == want
+                    && (repl.contains("role:master") || repl.contains("master_link_status:up"))
+            })
+        });
         cluster
     }
 
