@@ -164,17 +164,23 @@ impl TaskState {
     }
 }
 
-impl v0_1::sluice::plugin::host::Host for TaskState {
-    fn log(&mut self, level: v0_1::sluice::plugin::host::Level, message: String) {
-        use v0_1::sluice::plugin::host::Level;
-        let level = match level {
+/// The `tracing` level of a WIT `level` (the same enum in both WIT versions).
+macro_rules! tracing_level {
+    ($version:ident, $level:expr) => {{
+        use $version::sluice::plugin::host::Level;
+        match $level {
             Level::Trace => tracing::Level::TRACE,
             Level::Debug => tracing::Level::DEBUG,
             Level::Info => tracing::Level::INFO,
             Level::Warn => tracing::Level::WARN,
             Level::Error => tracing::Level::ERROR,
-        };
-        self.log_line(level, &message);
+        }
+    }};
+}
+
+impl v0_1::sluice::plugin::host::Host for TaskState {
+    fn log(&mut self, level: v0_1::sluice::plugin::host::Level, message: String) {
+        self.log_line(tracing_level!(v0_1, level), &message);
     }
 }
 
@@ -182,15 +188,7 @@ impl v0_1::sluice::plugin::types::Host for TaskState {}
 
 impl v0_2::sluice::plugin::host::Host for TaskState {
     fn log(&mut self, level: v0_2::sluice::plugin::host::Level, message: String) {
-        use v0_2::sluice::plugin::host::Level;
-        let level = match level {
-            Level::Trace => tracing::Level::TRACE,
-            Level::Debug => tracing::Level::DEBUG,
-            Level::Info => tracing::Level::INFO,
-            Level::Warn => tracing::Level::WARN,
-            Level::Error => tracing::Level::ERROR,
-        };
-        self.log_line(level, &message);
+        self.log_line(tracing_level!(v0_2, level), &message);
     }
 
     fn enqueue(&mut self, task_type: String, params: String) -> Result<String, String> {
